@@ -1,0 +1,93 @@
+package main
+
+import (
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/weftnet/weft/pkg/bench"
+	"github.com/weftnet/weft/pkg/wireguard"
+)
+
+func newBenchCmd() *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "bench",
+		Short: "Benchmarks: figures and ratios against baselines measured in the same run",
+	}
+	cmd.AddCommand(newBenchWireGuardCmd(), newBenchDeviceCmd())
+	return cmd
+}
+
+func newBenchWireGuardCmd() *cobra.Command {
+	var (
+		o     bench.WireGuardOptions
+		stock string
+	)
+	cmd := &cobra.Command{
+		Use:   "wireguard",
+		Short: "TCP throughput: weft userspace device vs stock wireguard-go vs bare veth, between two namespaces",
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if stock == "" {
+				if dir := os.Getenv("WEFT_ASSETS"); dir != "" {
+					stock = filepath.Join(dir, "wireguard-go")
+				}
+			}
+			if stock == "" {
+				return fmt.Errorf("--stock-wireguard-go: unset (run `make assets` and pass the built binary, or set WEFT_ASSETS)")
+			}
+			if _, err := os.Stat(stock); err != nil {
+				return fmt.Errorf("--stock-wireguard-go: %w", err)
+			}
+			self, err := os.Executable()
+			if err != nil {
+				return err
+			}
+			o.StockBinary = stock
+			o.WeftDeviceCmd = []string{self, "bench", "device", "--mtu", fmt.Sprint(o.UnderlayMTU - 80)}
+			o.Log = slog.New(slog.NewTextHandler(cmd.ErrOrStderr(), nil))
+			fmt.Fprintf(cmd.ErrOrStderr(), "[bench] wireguard: %d rounds x 3 paths x %s (about %s)\n",
+				o.Rounds, o.Duration, time.Duration(o.Rounds*3)*(o.Duration+time.Second))
+			r, err := bench.WireGuard(cmd.Context(), o)
+			if err != nil {
+				return err
+			}
+			r.Print(cmd.OutOrStdout())
+			return nil
+		},
+	}
+	cmd.Flags().StringVar(&stock, "stock-wireguard-go", "", "upstream wireguard-go binary (default $WEFT_ASSETS/wireguard-go)")
+	cmd.Flags().DurationVar(&o.Duration, "duration", 5*time.Second, "length of each iperf3 run")
+	cmd.Flags().IntVar(&o.Rounds, "rounds", 3, "rounds of each path, interleaved")
+	cmd.Flags().IntVar(&o.UnderlayMTU, "mtu", 1500, "underlay (veth) MTU; the tunnel gets 80 less")
+	return cmd
+}
+
+// newBenchDeviceCmd runs one weft userspace WireGuard device in the current
+// network namespace until killed: the benchmark's counterpart of
+// `wireguard-go -f`, configured with wg(8) the same way.
+func newBenchDeviceCmd() *cobra.Command {
+	var mtu int
+	cmd := &cobra.Command{
+		Use:    "device IFNAME",
+		Short:  "Run a weft userspace WireGuard device until killed (benchmark helper)",
+		Hidden: true,
+		Args:   cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			log := slog.New(slog.NewTextHandler(cmd.ErrOrStderr(), nil))
+			dev, err := wireguard.OpenUserspace(cmd.Context(), wireguard.Options{Name: args[0], MTU: mtu, Logger: log})
+			if err != nil {
+				return err
+			}
+			defer dev.Close()
+			fmt.Fprintln(cmd.OutOrStdout(), "ready")
+			<-cmd.Context().Done()
+			return nil
+		},
+	}
+	cmd.Flags().IntVar(&mtu, "mtu", 1420, "interface MTU")
+	return cmd
+}
