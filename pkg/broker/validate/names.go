@@ -88,3 +88,12 @@ func checkQualifiedName(s string) string {
 	}
 	return ""
 }
+
+// ClusterID checks a cluster id on its own (a DNS-1123 label), for callers
+// that take an id outside a record (token binding, admin requests).
+func ClusterID(id string) error {
+	if r := checkLabel(id); r != "" {
+		return Errors{{Field: "cluster_id", Value: truncate(id), Reason: r}}
+	}
+	return nil
+}
