@@ -21,7 +21,7 @@ func main() {
 		SilenceUsage:  true,
 		SilenceErrors: true,
 	}
-	root.AddCommand(newLabCmd(), newBenchCmd())
+	root.AddCommand(newLabCmd(), newBenchCmd(), newTokenCmd(), newBrokerCmd())
 	if err := root.ExecuteContext(ctx); err != nil {
 		fmt.Fprintln(os.Stderr, "weftctl:", err)
 		os.Exit(1)

@@ -1,0 +1,459 @@
+package client
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"math/rand/v2"
+	"slices"
+	"sync"
+	"time"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/proto"
+
+	v1 "github.com/weftnet/weft/pkg/apis/broker/v1alpha1"
+	"github.com/weftnet/weft/pkg/broker/validate"
+)
+
+// State is the member's view of the clusterset: every record it received,
+// at Revision. Records that fail validation on receipt (defence in depth)
+// are kept out and listed in Rejected.
+type State struct {
+	Revision  int64
+	Clusters  map[string]*v1.Cluster
+	Endpoints map[string]*v1.Endpoint      // key: cluster/gateway
+	Exports   map[string]*v1.ServiceExport // key: cluster/namespace/name
+	Rejected  map[string]string            // record key -> reason
+}
+
+func newState() *State {
+	return &State{
+		Clusters: map[string]*v1.Cluster{}, Endpoints: map[string]*v1.Endpoint{},
+		Exports: map[string]*v1.ServiceExport{}, Rejected: map[string]string{},
+	}
+}
+
+func (s *State) clone() *State {
+	c := newState()
+	c.Revision = s.Revision
+	for k, v := range s.Clusters {
+		c.Clusters[k] = v
+	}
+	for k, v := range s.Endpoints {
+		c.Endpoints[k] = v
+	}
+	for k, v := range s.Exports {
+		c.Exports[k] = v
+	}
+	for k, v := range s.Rejected {
+		c.Rejected[k] = v
+	}
+	return c
+}
+
+// apply folds one event into the state.
+func (s *State) apply(ev *v1.WatchEvent) {
+	del := ev.Type == v1.EventType_EVENT_TYPE_DELETE
+	switch r := ev.Record.(type) {
+	case *v1.WatchEvent_Cluster:
+		delete(s.Rejected, "cluster/"+r.Cluster.Id)
+		if del {
+			delete(s.Clusters, r.Cluster.Id)
+			return
+		}
+		if err := validate.Cluster(r.Cluster, nil); err != nil {
+			s.Rejected["cluster/"+r.Cluster.Id] = err.Error()
+			delete(s.Clusters, r.Cluster.Id)
+			return
+		}
+		s.Clusters[r.Cluster.Id] = r.Cluster
+	case *v1.WatchEvent_Endpoint:
+		k := r.Endpoint.ClusterId + "/" + r.Endpoint.Gateway
+		delete(s.Rejected, "endpoint/"+k)
+		if del {
+			delete(s.Endpoints, k)
+			return
+		}
+		s.Endpoints[k] = r.Endpoint
+	case *v1.WatchEvent_Export:
+		k := r.Export.ClusterId + "/" + r.Export.Namespace + "/" + r.Export.Name
+		delete(s.Rejected, "export/"+k)
+		if del {
+			delete(s.Exports, k)
+			return
+		}
+		s.Exports[k] = r.Export
+	}
+}
+
+// ValidEndpoints returns the endpoints that validate against their
+// cluster's record; the others are reported with the reason.
+func (s *State) ValidEndpoints() (valid []*v1.Endpoint, rejected map[string]string) {
+	rejected = map[string]string{}
+	for k, ep := range s.Endpoints {
+		c, ok := s.Clusters[ep.ClusterId]
+		if !ok {
+			rejected[k] = "no cluster record"
+			continue
+		}
+		if err := validate.Endpoint(ep, c); err != nil {
+			rejected[k] = err.Error()
+			continue
+		}
+		valid = append(valid, ep)
+	}
+	slices.SortFunc(valid, func(a, b *v1.Endpoint) int {
+		if a.ClusterId != b.ClusterId {
+			if a.ClusterId < b.ClusterId {
+				return -1
+			}
+			return 1
+		}
+		switch {
+		case a.Gateway < b.Gateway:
+			return -1
+		case a.Gateway > b.Gateway:
+			return 1
+		}
+		return 0
+	})
+	return valid, rejected
+}
+
+// MemberOptions configure a Member.
+type MemberOptions struct {
+	Credentials *Credentials
+	Logger      *slog.Logger
+	// HeartbeatInterval until the broker says otherwise (default 10 s).
+	HeartbeatInterval time.Duration
+	// MinBackoff and MaxBackoff bound reconnect delays (default 200 ms, 30 s).
+	MinBackoff, MaxBackoff time.Duration
+	// DialOptions are added to every connection (tests use them).
+	DialOptions []grpc.DialOption
+}
+
+// Member keeps a connection to the broker: it publishes the cluster's own
+// records (and republishes them after reconnects or staleness), sends
+// heartbeats, and mirrors everybody's records into a local State.
+type Member struct {
+	o   MemberOptions
+	log *slog.Logger
+
+	mu        sync.Mutex
+	state     *State
+	own       map[string]proto.Message // desired own records by key
+	connected bool
+	notify    chan struct{}
+	syncReq   chan struct{}
+	addrIdx   int
+	lastSeen  int64 // highest revision received; complete once a higher one arrives
+}
+
+// NewMember returns a Member; Run starts it.
+func NewMember(o MemberOptions) (*Member, error) {
+	if o.Credentials == nil {
+		return nil, errors.New("member: credentials: unset")
+	}
+	if o.Logger == nil {
+		o.Logger = slog.New(slog.DiscardHandler)
+	}
+	if o.HeartbeatInterval <= 0 {
+		o.HeartbeatInterval = 10 * time.Second
+	}
+	if o.MinBackoff <= 0 {
+		o.MinBackoff = 200 * time.Millisecond
+	}
+	if o.MaxBackoff <= 0 {
+		o.MaxBackoff = 30 * time.Second
+	}
+	return &Member{o: o, log: o.Logger, state: newState(), own: map[string]proto.Message{},
+		notify: make(chan struct{}, 1), syncReq: make(chan struct{}, 1)}, nil
+}
+
+// State returns a copy of the current view.
+func (m *Member) State() *State {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.state.clone()
+}
+
+// Connected reports whether the watch stream is up.
+func (m *Member) Connected() bool {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.connected
+}
+
+// Changed is signalled (coalesced) whenever the State changes.
+func (m *Member) Changed() <-chan struct{} { return m.notify }
+
+func (m *Member) signal() {
+	select {
+	case m.notify <- struct{}{}:
+	default:
+	}
+}
+
+// PublishEndpoint sets the endpoint this cluster wants published; it is
+// written now if connected and again after every reconnect.
+func (m *Member) PublishEndpoint(ep *v1.Endpoint) { m.setOwn("endpoint/"+ep.Gateway, ep) }
+
+// PublishExport sets a service export to publish.
+func (m *Member) PublishExport(x *v1.ServiceExport) {
+	m.setOwn("export/"+x.Namespace+"/"+x.Name, x)
+}
+
+// Withdraw removes an own record from the desired set (the broker copy is
+// deleted by the next sync).
+func (m *Member) Withdraw(kind, key string) {
+	m.mu.Lock()
+	m.own[kind+"/"+key] = nil
+	m.mu.Unlock()
+	m.signalSync()
+}
+
+func (m *Member) setOwn(k string, msg proto.Message) {
+	m.mu.Lock()
+	m.own[k] = proto.Clone(msg)
+	m.mu.Unlock()
+	m.signalSync()
+}
+
+func (m *Member) signalSync() {
+	select {
+	case m.syncReq <- struct{}{}:
+	default:
+	}
+}
+
+// Run connects and keeps the member in sync until ctx ends. Broker outages
+// only delay: the State keeps the last known records.
+func (m *Member) Run(ctx context.Context) error {
+	backoff := m.o.MinBackoff
+	for ctx.Err() == nil {
+		start := time.Now()
+		err := m.session(ctx)
+		m.setConnected(false)
+		if ctx.Err() != nil {
+			return nil
+		}
+		if time.Since(start) > 10*time.Second {
+			backoff = m.o.MinBackoff // it worked for a while: start over
+		}
+		wait := backoff/2 + time.Duration(rand.Int64N(int64(backoff)))
+		m.log.Warn("broker connection lost; retrying", "err", err, "in", wait.Round(time.Millisecond))
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-time.After(wait):
+		}
+		backoff = min(backoff*2, m.o.MaxBackoff)
+		m.mu.Lock()
+		m.addrIdx = (m.addrIdx + 1) % len(m.o.Credentials.Addresses)
+		m.mu.Unlock()
+	}
+	return nil
+}
+
+func (m *Member) setConnected(v bool) {
+	m.mu.Lock()
+	changed := m.connected != v
+	m.connected = v
+	m.mu.Unlock()
+	if changed {
+		m.signal()
+	}
+}
+
+// session runs one connection: watch, heartbeats, own-record sync.
+func (m *Member) session(ctx context.Context) error {
+	m.mu.Lock()
+	addr := m.o.Credentials.Addresses[m.addrIdx]
+	m.mu.Unlock()
+	conn, err := Dial(m.o.Credentials, addr, m.o.DialOptions...)
+	if err != nil {
+		return err
+	}
+	defer conn.Close()
+	cli := v1.NewMemberServiceClient(conn)
+	sctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	m.mu.Lock()
+	from := m.state.Revision
+	m.mu.Unlock()
+	stream, err := cli.Watch(sctx, &v1.WatchRequest{FromRevision: from}, grpc.WaitForReady(false))
+	if err != nil {
+		return err
+	}
+	errc := make(chan error, 2)
+	go func() { errc <- m.heartbeats(sctx, cli) }()
+	go func() { errc <- m.readStream(stream) }()
+	// Publish own records once the stream is up.
+	if err := m.syncOwn(sctx, cli); err != nil {
+		return err
+	}
+	m.setConnected(true)
+	m.log.Info("connected to broker", "address", addr, "from_revision", from)
+	return <-errc
+}
+
+func (m *Member) heartbeats(ctx context.Context, cli v1.MemberServiceClient) error {
+	interval := m.o.HeartbeatInterval
+	for {
+		resp, err := cli.Heartbeat(ctx, &v1.HeartbeatRequest{})
+		if err != nil {
+			return fmt.Errorf("heartbeat: %w", err)
+		}
+		if d := resp.GetInterval().AsDuration(); d > 0 {
+			interval = d
+		}
+		next := time.After(interval)
+	wait:
+		for {
+			select {
+			case <-ctx.Done():
+				return ctx.Err()
+			case <-m.syncReq:
+				if err := m.syncOwn(ctx, cli); err != nil {
+					return err
+				}
+			case <-next:
+				break wait
+			}
+		}
+		// Endpoints are withdrawn while a cluster is stale: put them back.
+		if err := m.syncOwn(ctx, cli); err != nil {
+			return err
+		}
+	}
+}
+
+// syncOwn writes the desired own records that the broker lacks or has
+// differently, and deletes withdrawn ones.
+func (m *Member) syncOwn(ctx context.Context, cli v1.MemberServiceClient) error {
+	m.mu.Lock()
+	id := m.o.Credentials.ClusterID
+	own := make(map[string]proto.Message, len(m.own))
+	for k, v := range m.own {
+		own[k] = v
+	}
+	have := m.state.clone()
+	m.mu.Unlock()
+	for k, msg := range own {
+		var err error
+		switch r := msg.(type) {
+		case *v1.Endpoint:
+			if cur, ok := have.Endpoints[id+"/"+r.Gateway]; ok && proto.Equal(cur, r) {
+				continue
+			}
+			_, err = cli.PutEndpoint(ctx, &v1.PutEndpointRequest{Endpoint: r})
+		case *v1.ServiceExport:
+			if cur, ok := have.Exports[id+"/"+r.Namespace+"/"+r.Name]; ok && proto.Equal(cur, r) {
+				continue
+			}
+			_, err = cli.PutExport(ctx, &v1.PutExportRequest{Export: r})
+		case nil:
+			err = m.deleteOwn(ctx, cli, id, k)
+			if err == nil {
+				m.mu.Lock()
+				if m.own[k] == nil {
+					delete(m.own, k)
+				}
+				m.mu.Unlock()
+			}
+		}
+		if err != nil {
+			if status.Code(err) == codes.InvalidArgument || status.Code(err) == codes.PermissionDenied {
+				// The broker refuses this record: retrying will not help.
+				m.log.Error("broker refused own record", "record", k, "err", err)
+				continue
+			}
+			return fmt.Errorf("publish %s: %w", k, err)
+		}
+	}
+	return nil
+}
+
+func (m *Member) deleteOwn(ctx context.Context, cli v1.MemberServiceClient, id, k string) error {
+	var kind, rest string
+	for i := range k {
+		if k[i] == '/' {
+			kind, rest = k[:i], k[i+1:]
+			break
+		}
+	}
+	switch kind {
+	case "endpoint":
+		_, err := cli.DeleteEndpoint(ctx, &v1.DeleteEndpointRequest{ClusterId: id, Gateway: rest})
+		return err
+	case "export":
+		for i := range rest {
+			if rest[i] == '/' {
+				_, err := cli.DeleteExport(ctx, &v1.DeleteExportRequest{ClusterId: id, Namespace: rest[:i], Name: rest[i+1:]})
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+// readStream folds watch events into the state. A snapshot is staged and
+// swapped in whole at SNAPSHOT_END, so readers never see half of one.
+func (m *Member) readStream(stream v1.MemberService_WatchClient) error {
+	var staged *State
+	for {
+		ev, err := stream.Recv()
+		if err == io.EOF {
+			return errors.New("watch stream closed by the broker")
+		}
+		if err != nil {
+			return fmt.Errorf("watch: %w", err)
+		}
+		switch ev.Type {
+		case v1.EventType_EVENT_TYPE_SNAPSHOT_BEGIN:
+			staged = newState()
+			continue
+		case v1.EventType_EVENT_TYPE_SNAPSHOT_END:
+			if staged == nil {
+				return errors.New("watch: SNAPSHOT_END without SNAPSHOT_BEGIN")
+			}
+			staged.Revision = ev.Revision
+			m.mu.Lock()
+			m.state = staged
+			m.lastSeen = ev.Revision
+			m.connected = true
+			m.mu.Unlock()
+			staged = nil
+			m.signal()
+			continue
+		case v1.EventType_EVENT_TYPE_PROGRESS:
+			m.mu.Lock()
+			if ev.Revision > m.state.Revision {
+				m.state.Revision = ev.Revision
+			}
+			m.mu.Unlock()
+			continue
+		}
+		if staged != nil {
+			staged.apply(ev)
+			continue
+		}
+		m.mu.Lock()
+		m.state.apply(ev)
+		// One revision may span several events (a transaction); it is
+		// complete, and safe to resume after, once a later one arrives.
+		if ev.Revision > m.lastSeen {
+			if m.lastSeen > m.state.Revision {
+				m.state.Revision = m.lastSeen
+			}
+			m.lastSeen = ev.Revision
+		}
+		m.mu.Unlock()
+		m.signal()
+	}
+}
