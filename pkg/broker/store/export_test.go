@@ -1,0 +1,4 @@
+package store
+
+// FreePort exposes freePort to the black-box tests.
+var FreePort = freePort
