@@ -49,6 +49,7 @@ demo: deps assets build
 ## bench: benchmark figures and ratios against baselines measured in the same run
 bench: deps assets build
 	WEFT_ASSETS=$(ASSETS) $(BIN)/weftctl bench wireguard
+	$(BIN)/weftctl bench broker
 
 ## generate: regenerate committed generated code (protobuf, deepcopy, CRDs)
 generate:

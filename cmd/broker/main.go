@@ -33,7 +33,9 @@ import (
 type config struct {
 	listen, advertise, dataDir, etcdEndpoints, metricsAddr, adminOut string
 	heartbeat, staleAfter                                            time.Duration
-	etcdClientPort                                                   int
+	etcdClientPort, joinBurst                                        int
+	joinRate                                                         float64
+	unsafeNoFsync                                                    bool
 }
 
 func main() {
@@ -48,6 +50,9 @@ func main() {
 	fs.StringVar(&c.adminOut, "admin-config", "", "where to write the admin credential if absent (default <data-dir>/admin.json)")
 	fs.DurationVar(&c.heartbeat, "heartbeat-interval", 10*time.Second, "heartbeat interval members keep")
 	fs.DurationVar(&c.staleAfter, "stale-after", 5*time.Minute, "silence after which a cluster is stale and its endpoints withdrawn")
+	fs.Float64Var(&c.joinRate, "join-rate", 1, "join attempts per second allowed per source address")
+	fs.IntVar(&c.joinBurst, "join-burst", 5, "burst of join attempts per source address")
+	fs.BoolVar(&c.unsafeNoFsync, "unsafe-no-fsync", false, "embedded etcd without fsync (tests and benchmarks only: loses data on power failure)")
 	fs.Parse(os.Args[1:])
 	log := slog.New(slog.NewTextHandler(os.Stderr, nil))
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
@@ -81,7 +86,7 @@ func run(ctx context.Context, c config, log *slog.Logger) error {
 	} else {
 		emb, err := store.StartEmbedded(ctx, store.EmbeddedOptions{
 			DataDir: filepath.Join(c.dataDir, "etcd"), ClientPort: c.etcdClientPort, Logger: log,
-			AutoCompactionRetention: time.Hour,
+			AutoCompactionRetention: time.Hour, UnsafeNoFsync: c.unsafeNoFsync,
 		})
 		if err != nil {
 			return err
@@ -95,6 +100,7 @@ func run(ctx context.Context, c config, log *slog.Logger) error {
 	srv, err := broker.New(ctx, broker.Options{
 		Store: store.New(cli, ""), Addresses: addrs, Logger: log, Registerer: reg,
 		HeartbeatInterval: c.heartbeat, StaleAfter: c.staleAfter,
+		JoinRate: c.joinRate, JoinBurst: c.joinBurst,
 	})
 	if err != nil {
 		return err

@@ -18,7 +18,42 @@ func newBenchCmd() *cobra.Command {
 		Use:   "bench",
 		Short: "Benchmarks: figures and ratios against baselines measured in the same run",
 	}
-	cmd.AddCommand(newBenchWireGuardCmd(), newBenchDeviceCmd())
+	cmd.AddCommand(newBenchWireGuardCmd(), newBenchDeviceCmd(), newBenchBrokerCmd())
+	return cmd
+}
+
+func newBenchBrokerCmd() *cobra.Command {
+	var o bench.BrokerOptions
+	cmd := &cobra.Command{
+		Use:   "broker",
+		Short: "Broker: join rate, fan-out latency of one endpoint change to every member, broker RSS",
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if o.BrokerBinary == "" {
+				self, err := os.Executable()
+				if err != nil {
+					return err
+				}
+				o.BrokerBinary = filepath.Join(filepath.Dir(self), "broker")
+			}
+			if _, err := os.Stat(o.BrokerBinary); err != nil {
+				return fmt.Errorf("--broker-binary: %w (run make build)", err)
+			}
+			o.Log = slog.New(slog.NewTextHandler(cmd.ErrOrStderr(), nil))
+			fmt.Fprintf(cmd.ErrOrStderr(), "[bench] broker: %d clusters x (%d endpoints + %d exports); takes a minute or two\n", o.Clusters, o.Endpoints, o.Exports)
+			r, err := bench.Broker(cmd.Context(), o)
+			if err != nil {
+				return err
+			}
+			r.Print(cmd.OutOrStdout())
+			return nil
+		},
+	}
+	cmd.Flags().StringVar(&o.BrokerBinary, "broker-binary", "", "cmd/broker binary (default: next to weftctl)")
+	cmd.Flags().IntVar(&o.Clusters, "clusters", 1000, "simulated member clusters")
+	cmd.Flags().IntVar(&o.Endpoints, "endpoints", 2, "endpoints per cluster")
+	cmd.Flags().IntVar(&o.Exports, "exports", 50, "service exports per cluster")
+	cmd.Flags().IntVar(&o.Changes, "changes", 20, "endpoint changes timed through all watchers")
+	cmd.Flags().IntVar(&o.Parallel, "parallel", 32, "concurrent members while loading")
 	return cmd
 }
 

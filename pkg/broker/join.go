@@ -3,9 +3,11 @@ package broker
 import (
 	"context"
 	"encoding/json"
+	"math/rand/v2"
 	"net/netip"
 	"slices"
 	"strings"
+	"time"
 
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
@@ -97,9 +99,17 @@ func (s *Server) Join(ctx context.Context, req *v1.JoinRequest) (*v1.JoinRespons
 		return nil, status.Error(codes.InvalidArgument, "cluster: unset")
 	}
 	id := req.Cluster.Id
-	for attempt := 0; attempt < 10; attempt++ {
+	// Cluster writes are checked against all clusters under one guard key;
+	// serialize them within this replica so only other replicas can make
+	// a commit retry, and back off between retries.
+	s.clusterMu.Lock()
+	defer s.clusterMu.Unlock()
+	for attempt := 0; attempt < 20; attempt++ {
 		resp, err := s.tryJoin(ctx, cred, req, host)
 		if err == errRetry {
+			if err := retryPause(ctx, attempt); err != nil {
+				return nil, status.FromContextError(err).Err()
+			}
 			continue
 		}
 		if err == nil {
@@ -219,6 +229,17 @@ func (s *Server) tryJoin(ctx context.Context, cred token.Credential, req *v1.Joi
 	}
 	s.m.token("joined")
 	return &v1.JoinResponse{CertificatePem: certPEM, CaPem: s.ca.CertPEM(), GlobalCidr: cl.GlobalCidr, Cluster: cl}, nil
+}
+
+// retryPause waits a little, more with every attempt, with jitter.
+func retryPause(ctx context.Context, attempt int) error {
+	d := time.Duration(1+rand.IntN(5*(attempt+1))) * time.Millisecond
+	select {
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-time.After(d):
+		return nil
+	}
 }
 
 const timeFormat = "2006-01-02T15:04:05.000000000Z07:00"

@@ -48,7 +48,14 @@ func (s *Server) PutCluster(ctx context.Context, req *v1.PutClusterRequest) (*v1
 	if in.Id != id {
 		return nil, permission(id, "cluster.id", in.Id)
 	}
-	for attempt := 0; attempt < 10; attempt++ {
+	s.clusterMu.Lock()
+	defer s.clusterMu.Unlock()
+	for attempt := 0; attempt < 20; attempt++ {
+		if attempt > 0 {
+			if err := retryPause(ctx, attempt); err != nil {
+				return nil, status.FromContextError(err).Err()
+			}
+		}
 		view, err := s.readClusters(ctx)
 		if err != nil {
 			return nil, err

@@ -12,6 +12,7 @@ import (
 	"log/slog"
 	"net/netip"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -110,6 +111,10 @@ type Server struct {
 	started time.Time
 	limiter *joinLimiter
 	m       *metrics
+
+	// clusterMu serializes this replica's cluster-set writes (join,
+	// PutCluster); see Join.
+	clusterMu sync.Mutex
 }
 
 // New loads the CA from the store, creating it on first start (exactly one
