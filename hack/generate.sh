@@ -2,6 +2,8 @@
 # generate.sh regenerates the committed generated code:
 #
 #   pkg/apis/broker/v1alpha1/*.pb.go   from broker.proto (protobuf + gRPC)
+#   pkg/apis/weft/v1alpha1/zz_generated.deepcopy.go and deploy/crds/*.yaml
+#                                      from the Go types (controller-gen)
 #
 # The generators are built from the separate module hack/tools (pinned
 # versions, see hack/tools/tools.go) into the git-ignored .cache/tools/bin.
@@ -32,7 +34,7 @@ install_tools() {
 	local want have=""
 	want="$(stamp)"
 	[[ -f "$BIN/.stamp" ]] && have="$(cat "$BIN/.stamp")"
-	if [[ "$want" == "$have" && -x "$BIN/weft-protoc" && -x "$BIN/protoc-gen-go" && -x "$BIN/protoc-gen-go-grpc" ]]; then
+	if [[ "$want" == "$have" && -x "$BIN/weft-protoc" && -x "$BIN/protoc-gen-go" && -x "$BIN/protoc-gen-go-grpc" && -x "$BIN/controller-gen" ]]; then
 		log "tools up to date in ${BIN#"$ROOT"/}"
 		return
 	fi
@@ -46,6 +48,7 @@ install_tools() {
 			google.golang.org/protobuf/cmd/protoc-gen-go \
 			google.golang.org/grpc/cmd/protoc-gen-go-grpc \
 			./cmd/weft-protoc
+		cd controller-gen && go install -trimpath sigs.k8s.io/controller-tools/cmd/controller-gen
 	)
 	echo "$want" >"$BIN/.stamp"
 	log "tools: $("$BIN/protoc-gen-go" --version), $("$BIN/protoc-gen-go-grpc" --version)"
@@ -63,4 +66,6 @@ gen_proto() {
 
 install_tools
 gen_proto broker/v1alpha1/broker.proto
+log "controller-gen: pkg/apis/weft -> deepcopy, deploy/crds"
+(cd "$ROOT" && "$BIN/controller-gen" object paths=./pkg/apis/weft/... crd:crdVersions=v1 output:crd:dir=./deploy/crds)
 log "done"
