@@ -36,7 +36,8 @@ format, the names and the address plan.`,
 	cmd.PersistentFlags().StringVar(&f.name, "name", "", `lab name, prefix of every name it makes (default "weft"; lab up: the topology's name)`)
 	cmd.PersistentFlags().StringVar(&f.stateDir, "state-dir", "", "state directory (default "+lab.DefaultStateRoot+"/<name>)")
 	cmd.PersistentFlags().BoolVarP(&f.verbose, "verbose", "v", false, "debug logging")
-	cmd.AddCommand(newLabUpCmd(f), newLabDownCmd(f), newLabStatusCmd(f), newLabExecCmd(f), newLabIPCmd(f))
+	cmd.AddCommand(newLabUpCmd(f), newLabDownCmd(f), newLabStatusCmd(f), newLabExecCmd(f), newLabIPCmd(f),
+		newLabVerifyCmd(f), newLabKubeconfigCmd(f), newLabProxyCmd())
 	return cmd
 }
 
@@ -77,7 +78,8 @@ func newLabUpCmd(f *labFlags) *cobra.Command {
 		nat                   []string
 		delay                 time.Duration
 		loss                  float64
-		dryRun, keep          bool
+		dryRun, keep, bare    bool
+		binDir, assetsDir     string
 	)
 	cmd := &cobra.Command{
 		Use:   "up [-f topology.yaml]",
@@ -146,6 +148,11 @@ same name exists: run "weftctl lab down" first.`,
 			if err != nil {
 				return err
 			}
+			if !bare {
+				if err := startFabric(cmd, l, binDir, assetsDir, nil); err != nil {
+					return fmt.Errorf("%w\n  logs: %s/logs; tear down with: weftctl lab down%s", err, l.StateDir(), nameFlag(l))
+				}
+			}
 			example := plan.Clusters[0].Name + "/" + plan.Clusters[0].Nodes[0].Name
 			if len(plan.Clusters[0].Nodes[0].Pods) > 0 {
 				example = plan.Clusters[0].Name + "/" + plan.Clusters[0].Nodes[0].Pods[0].Name
@@ -153,11 +160,18 @@ same name exists: run "weftctl lab down" first.`,
 			fmt.Printf("lab %s is up: %d clusters, %d namespaces (state %s)\n", l.Name(), len(plan.Clusters), len(plan.Namespaces()), l.StateDir())
 			fmt.Printf("  status:    weftctl lab status%s\n", nameFlag(l))
 			fmt.Printf("  a shell:   weftctl lab exec%s %s\n", nameFlag(l), example)
+			if !bare {
+				fmt.Printf("  verify:    weftctl lab verify%s\n", nameFlag(l))
+				fmt.Printf("  kubectl:   kubectl --kubeconfig $(weftctl lab kubeconfig%s %s) get gateways,remoteclusters\n", nameFlag(l), plan.Clusters[0].Name)
+			}
 			fmt.Printf("  tear down: weftctl lab down%s\n", nameFlag(l))
 			return nil
 		},
 	}
 	fl := cmd.Flags()
+	fl.BoolVar(&bare, "no-fabric", false, "only the namespaces: no API servers, broker, gateways or route agents")
+	fl.StringVar(&binDir, "bin-dir", "", "directory with broker, gateway, route-agent (default: next to weftctl)")
+	fl.StringVar(&assetsDir, "assets", "", "directory with kube-apiserver and etcd (default $WEFT_ASSETS, else hack/build-assets.sh's cache)")
 	fl.StringVarP(&file, "file", "f", "", "topology file (YAML)")
 	fl.IntVar(&clusters, "clusters", 2, "number of clusters c1..cN (without -f)")
 	fl.IntVar(&nodes, "nodes", 2, "nodes per cluster (without -f)")

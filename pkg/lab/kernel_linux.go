@@ -400,7 +400,11 @@ func (k *hostKernel) StartProcess(ctx context.Context, spec ProcessSpec) (Proc, 
 	}
 	defer f.Close()
 	// ip netns exec execs the command in place: the pid is the command's.
+	// No namespace means the host's (the lab's loopback proxy).
 	cmd := exec.Command("ip", append([]string{"netns", "exec", spec.Namespace}, spec.Args...)...)
+	if spec.Namespace == "" {
+		cmd = exec.Command(spec.Args[0], spec.Args[1:]...)
+	}
 	cmd.Stdout, cmd.Stderr, cmd.Env = f, f, spec.Env
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
 	if err := cmd.Start(); err != nil {

@@ -434,10 +434,15 @@ func (l *Lab) Run(ctx context.Context, target string, args ...string) (string, e
 
 var processNameRE = regexp.MustCompile(`^[a-z0-9][a-z0-9._-]{0,62}$`)
 
+// HostTarget makes StartProcess run a process in the host's own network
+// namespace (the lab's loopback proxy: it listens on 127.0.0.1 only and
+// configures nothing).
+const HostTarget = "host"
+
 // StartProcess starts a long-running process (a daemon of a later stage:
-// apiserver, broker, gateway...) inside the target's namespace, logs its
-// output to <state dir>/logs/<name>.log and records it so that Down stops
-// it.
+// apiserver, broker, gateway...) inside the target's namespace (or the
+// host's, for HostTarget), logs its output to <state dir>/logs/<name>.log
+// and records it so that Down stops it.
 func (l *Lab) StartProcess(ctx context.Context, name, target string, args ...string) (Process, error) {
 	if !processNameRE.MatchString(name) {
 		return Process{}, fmt.Errorf("process name %q: want lowercase letters, digits, '.', '_' and '-'", name)
@@ -451,9 +456,12 @@ func (l *Lab) StartProcess(ctx context.Context, name, target string, args ...str
 			return Process{}, fmt.Errorf("process %s already runs (pid %d)", name, p.PID)
 		}
 	}
-	ns, err := l.namespaceFor(ctx, target)
-	if err != nil {
-		return Process{}, err
+	ns := ""
+	if target != HostTarget {
+		var err error
+		if ns, err = l.namespaceFor(ctx, target); err != nil {
+			return Process{}, err
+		}
 	}
 	log := filepath.Join(l.stateDir, "logs", name+".log")
 	pr, err := l.kernel.StartProcess(ctx, ProcessSpec{Namespace: ns, Args: args, Log: log})
