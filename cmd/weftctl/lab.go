@@ -37,7 +37,7 @@ format, the names and the address plan.`,
 	cmd.PersistentFlags().StringVar(&f.stateDir, "state-dir", "", "state directory (default "+lab.DefaultStateRoot+"/<name>)")
 	cmd.PersistentFlags().BoolVarP(&f.verbose, "verbose", "v", false, "debug logging")
 	cmd.AddCommand(newLabUpCmd(f), newLabDownCmd(f), newLabStatusCmd(f), newLabExecCmd(f), newLabIPCmd(f),
-		newLabVerifyCmd(f), newLabKubeconfigCmd(f), newLabProxyCmd())
+		newLabVerifyCmd(f), newLabKubeconfigCmd(f), newLabProxyCmd(), newLabAddClusterCmd(f), newLabProcessCmd(f))
 	return cmd
 }
 
@@ -80,6 +80,7 @@ func newLabUpCmd(f *labFlags) *cobra.Command {
 		loss                  float64
 		dryRun, keep, bare    bool
 		binDir, assetsDir     string
+		only                  []string
 	)
 	cmd := &cobra.Command{
 		Use:   "up [-f topology.yaml]",
@@ -149,7 +150,7 @@ same name exists: run "weftctl lab down" first.`,
 				return err
 			}
 			if !bare {
-				if err := startFabric(cmd, l, binDir, assetsDir, nil); err != nil {
+				if err := startFabric(cmd, l, binDir, assetsDir, only); err != nil {
 					return fmt.Errorf("%w\n  logs: %s/logs; tear down with: weftctl lab down%s", err, l.StateDir(), nameFlag(l))
 				}
 			}
@@ -169,6 +170,7 @@ same name exists: run "weftctl lab down" first.`,
 		},
 	}
 	fl := cmd.Flags()
+	fl.StringSliceVar(&only, "fabric-clusters", nil, "start the fabric only in these clusters (others can join later: lab add-cluster)")
 	fl.BoolVar(&bare, "no-fabric", false, "only the namespaces: no API servers, broker, gateways or route agents")
 	fl.StringVar(&binDir, "bin-dir", "", "directory with broker, gateway, route-agent (default: next to weftctl)")
 	fl.StringVar(&assetsDir, "assets", "", "directory with kube-apiserver and etcd (default $WEFT_ASSETS, else hack/build-assets.sh's cache)")

@@ -124,3 +124,48 @@ func newLabProxyCmd() *cobra.Command {
 	cmd.Flags().StringArrayVar(&maps, "map", nil, "127.0.0.1:port=host:port")
 	return cmd
 }
+
+func newLabAddClusterCmd(f *labFlags) *cobra.Command {
+	var binDir, assetsDir string
+	cmd := &cobra.Command{
+		Use:   "add-cluster CLUSTER...",
+		Short: "Start the fabric (API server, join, gateway, route agents) of clusters left out by lab up --fabric-clusters",
+		Args:  cobra.MinimumNArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			l, err := f.open(f.name, lab.Options{})
+			if err != nil {
+				return err
+			}
+			if _, err := fabric.ReadState(l); err != nil {
+				return err
+			}
+			return startFabric(cmd, l, binDir, assetsDir, args)
+		},
+	}
+	cmd.Flags().StringVar(&binDir, "bin-dir", "", "directory with broker, gateway, route-agent (default: next to weftctl)")
+	cmd.Flags().StringVar(&assetsDir, "assets", "", "directory with kube-apiserver and etcd")
+	return cmd
+}
+
+func newLabProcessCmd(f *labFlags) *cobra.Command {
+	cmd := &cobra.Command{Use: "process", Short: "Stop or restart a lab process (names: lab status)"}
+	for _, verb := range []string{"stop", "restart"} {
+		cmd.AddCommand(&cobra.Command{
+			Use:  verb + " NAME",
+			Args: cobra.ExactArgs(1),
+			RunE: func(cmd *cobra.Command, args []string) error {
+				l, err := f.open(f.name, lab.Options{})
+				if err != nil {
+					return err
+				}
+				if verb == "stop" {
+					_, err = l.StopProcess(cmd.Context(), args[0])
+				} else {
+					_, err = l.RestartProcess(cmd.Context(), args[0])
+				}
+				return err
+			},
+		})
+	}
+	return cmd
+}

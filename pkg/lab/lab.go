@@ -477,3 +477,36 @@ func (l *Lab) StartProcess(ctx context.Context, name, target string, args ...str
 	l.log.Info("started process", "name", name, "target", target, "pid", p.PID, "log", log)
 	return p, nil
 }
+
+// StopProcess stops the named process (SIGTERM, SIGKILL after the grace)
+// and forgets it. It returns the record so the caller can start it again.
+func (l *Lab) StopProcess(ctx context.Context, name string) (Process, error) {
+	st, err := l.State()
+	if err != nil {
+		return Process{}, err
+	}
+	i := slices.IndexFunc(st.Processes, func(p Process) bool { return p.Name == name })
+	if i < 0 {
+		return Process{}, fmt.Errorf("process %s: not recorded in lab %s", name, l.name)
+	}
+	p := st.Processes[i]
+	if _, err := l.kernel.StopProcesses(ctx, []Proc{p.Proc()}, l.grace); err != nil {
+		return p, fmt.Errorf("stop %s: %w", name, err)
+	}
+	st.Processes = slices.Delete(st.Processes, i, i+1)
+	if err := writeState(l.stateDir, st); err != nil {
+		return p, err
+	}
+	l.log.Info("stopped process", "name", name, "pid", p.PID)
+	return p, nil
+}
+
+// RestartProcess stops the named process and starts it again with the same
+// target and arguments.
+func (l *Lab) RestartProcess(ctx context.Context, name string) (Process, error) {
+	p, err := l.StopProcess(ctx, name)
+	if err != nil {
+		return Process{}, err
+	}
+	return l.StartProcess(ctx, name, p.Target, p.Args...)
+}

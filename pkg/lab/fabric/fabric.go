@@ -144,7 +144,6 @@ func Up(ctx context.Context, o Options) error {
 	if st.HostPorts == nil {
 		st.HostPorts = map[string]int{}
 	}
-	var maps []string
 	for _, cp := range cps {
 		if st.HostPorts[cp.cluster] == 0 {
 			if st.HostPorts[cp.cluster], err = freePort(); err != nil {
@@ -157,20 +156,21 @@ func Up(ctx context.Context, o Options) error {
 			return err
 		}
 	}
-	for i := range plan.Clusters {
-		c := &plan.Clusters[i]
-		if p := st.HostPorts[c.Name]; p != 0 {
-			maps = append(maps, fmt.Sprintf("127.0.0.1:%d=%s", p, net.JoinHostPort(ctlIP, strconv.Itoa(apiserverPort(c.Index)))))
+	// One proxy process per started cluster (and one for the broker, the
+	// first time), so adding a cluster later leaves running ones alone.
+	for _, cp := range cps {
+		m := fmt.Sprintf("127.0.0.1:%d=%s", st.HostPorts[cp.cluster], cp.ctlAddr)
+		if _, err := o.Lab.StartProcess(ctx, "proxy-"+cp.cluster, lab.HostTarget,
+			filepath.Join(o.BinDir, "weftctl"), "lab", "proxy", "--netns", plan.Control.Namespace, "--map", m); err != nil {
+			return err
 		}
 	}
-	maps = append(maps, fmt.Sprintf("127.0.0.1:%d=%s", st.HostPorts["broker"], brokerAddr))
-	proxyName := fmt.Sprintf("proxy-%d", time.Now().UnixNano()%1000000)
-	args := []string{filepath.Join(o.BinDir, "weftctl"), "lab", "proxy", "--netns", plan.Control.Namespace}
-	for _, m := range maps {
-		args = append(args, "--map", m)
-	}
-	if _, err := o.Lab.StartProcess(ctx, proxyName, lab.HostTarget, args...); err != nil {
-		return err
+	if first {
+		m := fmt.Sprintf("127.0.0.1:%d=%s", st.HostPorts["broker"], brokerAddr)
+		if _, err := o.Lab.StartProcess(ctx, "proxy-broker", lab.HostTarget,
+			filepath.Join(o.BinDir, "weftctl"), "lab", "proxy", "--netns", plan.Control.Namespace, "--map", m); err != nil {
+			return err
+		}
 	}
 
 	// Broker admin credential, rewritten for the host side of the proxy.
