@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"maps"
 	"math/rand/v2"
 	"slices"
 	"sync"
@@ -21,38 +22,42 @@ import (
 )
 
 // State is the member's view of the clusterset: every record it received,
-// at Revision. Records that fail validation on receipt (defence in depth)
-// are kept out and listed in Rejected.
+// at Revision. Records that fail validation on receipt (defence in depth:
+// an endpoint or export is checked against its cluster's record, as the
+// broker does) are kept out of Clusters, Endpoints and Exports and listed
+// in Rejected instead. They are remembered, so a later cluster record
+// under which they validate brings them in (and one under which they no
+// longer do takes them out).
 type State struct {
 	Revision  int64
 	Clusters  map[string]*v1.Cluster
 	Endpoints map[string]*v1.Endpoint      // key: cluster/gateway
 	Exports   map[string]*v1.ServiceExport // key: cluster/namespace/name
-	Rejected  map[string]string            // record key -> reason
+	Rejected  map[string]string            // record key ("endpoint/c1/gw") -> reason
+
+	// Every endpoint and export received, valid or not, by the same keys:
+	// what the broker holds.
+	rcvEndpoints map[string]*v1.Endpoint
+	rcvExports   map[string]*v1.ServiceExport
 }
 
 func newState() *State {
 	return &State{
 		Clusters: map[string]*v1.Cluster{}, Endpoints: map[string]*v1.Endpoint{},
 		Exports: map[string]*v1.ServiceExport{}, Rejected: map[string]string{},
+		rcvEndpoints: map[string]*v1.Endpoint{}, rcvExports: map[string]*v1.ServiceExport{},
 	}
 }
 
 func (s *State) clone() *State {
 	c := newState()
 	c.Revision = s.Revision
-	for k, v := range s.Clusters {
-		c.Clusters[k] = v
-	}
-	for k, v := range s.Endpoints {
-		c.Endpoints[k] = v
-	}
-	for k, v := range s.Exports {
-		c.Exports[k] = v
-	}
-	for k, v := range s.Rejected {
-		c.Rejected[k] = v
-	}
+	maps.Copy(c.Clusters, s.Clusters)
+	maps.Copy(c.Endpoints, s.Endpoints)
+	maps.Copy(c.Exports, s.Exports)
+	maps.Copy(c.Rejected, s.Rejected)
+	maps.Copy(c.rcvEndpoints, s.rcvEndpoints)
+	maps.Copy(c.rcvExports, s.rcvExports)
 	return c
 }
 
@@ -61,38 +66,89 @@ func (s *State) apply(ev *v1.WatchEvent) {
 	del := ev.Type == v1.EventType_EVENT_TYPE_DELETE
 	switch r := ev.Record.(type) {
 	case *v1.WatchEvent_Cluster:
-		delete(s.Rejected, "cluster/"+r.Cluster.Id)
+		if r.Cluster == nil {
+			return // malformed event
+		}
+		id := r.Cluster.Id
+		delete(s.Rejected, "cluster/"+id)
 		if del {
-			delete(s.Clusters, r.Cluster.Id)
-			return
+			delete(s.Clusters, id)
+		} else if err := validate.Cluster(r.Cluster, nil); err != nil {
+			s.Rejected["cluster/"+id] = err.Error()
+			delete(s.Clusters, id)
+		} else {
+			s.Clusters[id] = r.Cluster
 		}
-		if err := validate.Cluster(r.Cluster, nil); err != nil {
-			s.Rejected["cluster/"+r.Cluster.Id] = err.Error()
-			delete(s.Clusters, r.Cluster.Id)
-			return
+		// The cluster's records are valid or not against this record.
+		for k, ep := range s.rcvEndpoints {
+			if ep.ClusterId == id {
+				s.checkEndpoint(k)
+			}
 		}
-		s.Clusters[r.Cluster.Id] = r.Cluster
+		for k, x := range s.rcvExports {
+			if x.ClusterId == id {
+				s.checkExport(k)
+			}
+		}
 	case *v1.WatchEvent_Endpoint:
+		if r.Endpoint == nil {
+			return // malformed event
+		}
 		k := r.Endpoint.ClusterId + "/" + r.Endpoint.Gateway
-		delete(s.Rejected, "endpoint/"+k)
 		if del {
+			delete(s.rcvEndpoints, k)
 			delete(s.Endpoints, k)
+			delete(s.Rejected, "endpoint/"+k)
 			return
 		}
-		s.Endpoints[k] = r.Endpoint
+		s.rcvEndpoints[k] = r.Endpoint
+		s.checkEndpoint(k)
 	case *v1.WatchEvent_Export:
+		if r.Export == nil {
+			return // malformed event
+		}
 		k := r.Export.ClusterId + "/" + r.Export.Namespace + "/" + r.Export.Name
-		delete(s.Rejected, "export/"+k)
 		if del {
+			delete(s.rcvExports, k)
 			delete(s.Exports, k)
+			delete(s.Rejected, "export/"+k)
 			return
 		}
-		s.Exports[k] = r.Export
+		s.rcvExports[k] = r.Export
+		s.checkExport(k)
 	}
 }
 
+// checkEndpoint (re)validates the received endpoint k against its
+// cluster's current record.
+func (s *State) checkEndpoint(k string) {
+	ep := s.rcvEndpoints[k]
+	if err := validate.Endpoint(ep, s.Clusters[ep.ClusterId]); err != nil {
+		delete(s.Endpoints, k)
+		s.Rejected["endpoint/"+k] = err.Error()
+		return
+	}
+	s.Endpoints[k] = ep
+	delete(s.Rejected, "endpoint/"+k)
+}
+
+// checkExport (re)validates the received export k against its cluster's
+// current record.
+func (s *State) checkExport(k string) {
+	x := s.rcvExports[k]
+	if err := validate.ServiceExport(x, s.Clusters[x.ClusterId]); err != nil {
+		delete(s.Exports, k)
+		s.Rejected["export/"+k] = err.Error()
+		return
+	}
+	s.Exports[k] = x
+	delete(s.Rejected, "export/"+k)
+}
+
 // ValidEndpoints returns the endpoints that validate against their
-// cluster's record; the others are reported with the reason.
+// cluster's record, sorted by cluster and gateway; the others are reported
+// with the reason. (Endpoints holds only records that validated when they
+// or their cluster's record arrived; this checks again.)
 func (s *State) ValidEndpoints() (valid []*v1.Endpoint, rejected map[string]string) {
 	rejected = map[string]string{}
 	for k, ep := range s.Endpoints {
@@ -135,23 +191,40 @@ type MemberOptions struct {
 	MinBackoff, MaxBackoff time.Duration
 	// DialOptions are added to every connection (tests use them).
 	DialOptions []grpc.DialOption
+	// OnRenew, when set, receives the new credentials after the member
+	// renewed its certificate (see Member), so they can be persisted; the
+	// member uses them for its next connections either way. It is called
+	// from Run's goroutines and should not block for long.
+	OnRenew func(*Credentials)
+	// Now is the clock certificate renewal is decided by; nil means
+	// time.Now.
+	Now func() time.Time
 }
 
 // Member keeps a connection to the broker: it publishes the cluster's own
 // records (and republishes them after reconnects or staleness), sends
 // heartbeats, and mirrors everybody's records into a local State.
+//
+// It also renews its client certificate: at the start of every session
+// and after every heartbeat it checks the current certificate, and when
+// less than a third of its validity (NotBefore to NotAfter) is left it
+// sends a new key's CSR to MemberService.RenewCertificate, uses the new
+// key and certificate for its next connections, and passes them to
+// MemberOptions.OnRenew.
 type Member struct {
 	o   MemberOptions
 	log *slog.Logger
 
-	mu        sync.Mutex
-	state     *State
-	own       map[string]proto.Message // desired own records by key
-	connected bool
-	notify    chan struct{}
-	syncReq   chan struct{}
-	addrIdx   int
-	lastSeen  int64 // highest revision received; complete once a higher one arrives
+	mu         sync.Mutex
+	creds      *Credentials // current; replaced on renewal
+	renewPause time.Time    // no renewal attempt before this (after a failed or useless one)
+	state      *State
+	own        map[string]proto.Message // desired own records by key
+	connected  bool
+	notify     chan struct{}
+	syncReq    chan struct{}
+	addrIdx    int
+	lastSeen   int64 // highest revision received; complete once a higher one arrives
 }
 
 // NewMember returns a Member; Run starts it.
@@ -171,7 +244,13 @@ func NewMember(o MemberOptions) (*Member, error) {
 	if o.MaxBackoff <= 0 {
 		o.MaxBackoff = 30 * time.Second
 	}
-	return &Member{o: o, log: o.Logger, state: newState(), own: map[string]proto.Message{},
+	if o.Now == nil {
+		o.Now = time.Now
+	}
+	if len(o.Credentials.Addresses) == 0 {
+		return nil, errors.New("member: credentials: addresses: empty")
+	}
+	return &Member{o: o, log: o.Logger, creds: o.Credentials.clone(), state: newState(), own: map[string]proto.Message{},
 		notify: make(chan struct{}, 1), syncReq: make(chan struct{}, 1)}, nil
 }
 
@@ -180,6 +259,14 @@ func (m *Member) State() *State {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	return m.state.clone()
+}
+
+// Credentials returns a copy of the credentials the member currently uses
+// (the ones it was given, or the latest renewed ones).
+func (m *Member) Credentials() *Credentials {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.creds.clone()
 }
 
 // Connected reports whether the watch stream is up.
@@ -254,7 +341,7 @@ func (m *Member) Run(ctx context.Context) error {
 		}
 		backoff = min(backoff*2, m.o.MaxBackoff)
 		m.mu.Lock()
-		m.addrIdx = (m.addrIdx + 1) % len(m.o.Credentials.Addresses)
+		m.addrIdx = (m.addrIdx + 1) % len(m.creds.Addresses)
 		m.mu.Unlock()
 	}
 	return nil
@@ -273,9 +360,10 @@ func (m *Member) setConnected(v bool) {
 // session runs one connection: watch, heartbeats, own-record sync.
 func (m *Member) session(ctx context.Context) error {
 	m.mu.Lock()
-	addr := m.o.Credentials.Addresses[m.addrIdx]
+	creds := m.creds
+	addr := creds.Addresses[m.addrIdx%len(creds.Addresses)]
 	m.mu.Unlock()
-	conn, err := Dial(m.o.Credentials, addr, m.o.DialOptions...)
+	conn, err := Dial(creds, addr, m.o.DialOptions...)
 	if err != nil {
 		return err
 	}
@@ -312,6 +400,7 @@ func (m *Member) heartbeats(ctx context.Context, cli v1.MemberServiceClient) err
 		if d := resp.GetInterval().AsDuration(); d > 0 {
 			interval = d
 		}
+		m.renewIfDue(ctx, cli)
 		next := time.After(interval)
 	wait:
 		for {
@@ -337,7 +426,7 @@ func (m *Member) heartbeats(ctx context.Context, cli v1.MemberServiceClient) err
 // differently, and deletes withdrawn ones.
 func (m *Member) syncOwn(ctx context.Context, cli v1.MemberServiceClient) error {
 	m.mu.Lock()
-	id := m.o.Credentials.ClusterID
+	id := m.creds.ClusterID
 	own := make(map[string]proto.Message, len(m.own))
 	for k, v := range m.own {
 		own[k] = v
@@ -348,12 +437,12 @@ func (m *Member) syncOwn(ctx context.Context, cli v1.MemberServiceClient) error 
 		var err error
 		switch r := msg.(type) {
 		case *v1.Endpoint:
-			if cur, ok := have.Endpoints[id+"/"+r.Gateway]; ok && proto.Equal(cur, r) {
+			if cur, ok := have.rcvEndpoints[id+"/"+r.Gateway]; ok && proto.Equal(cur, r) {
 				continue
 			}
 			_, err = cli.PutEndpoint(ctx, &v1.PutEndpointRequest{Endpoint: r})
 		case *v1.ServiceExport:
-			if cur, ok := have.Exports[id+"/"+r.Namespace+"/"+r.Name]; ok && proto.Equal(cur, r) {
+			if cur, ok := have.rcvExports[id+"/"+r.Namespace+"/"+r.Name]; ok && proto.Equal(cur, r) {
 				continue
 			}
 			_, err = cli.PutExport(ctx, &v1.PutExportRequest{Export: r})
