@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"regexp"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -24,6 +25,10 @@ type VerifyOptions struct {
 	Iperf time.Duration
 	// Parallel pings at once (default 8).
 	Parallel int
+	// Only restricts the probes to these clusters (default all).
+	Only []string
+	// Involving keeps only probes from or to this cluster ("" all).
+	Involving string
 }
 
 // Probe is one ping from a pod to a pod of another cluster.
@@ -81,9 +86,16 @@ func Verify(ctx context.Context, l *lab.Lab, o VerifyOptions) (*Report, error) {
 	}
 	start := time.Now()
 	r := &Report{}
-	for _, src := range plan.Clusters {
-		for _, dst := range plan.Clusters {
-			if src.Name == dst.Name {
+	in := func(c string) bool { return len(o.Only) == 0 || slices.Contains(o.Only, c) }
+	var clusters []lab.ClusterPlan
+	for _, c := range plan.Clusters {
+		if in(c.Name) {
+			clusters = append(clusters, c)
+		}
+	}
+	for _, src := range clusters {
+		for _, dst := range clusters {
+			if src.Name == dst.Name || (o.Involving != "" && src.Name != o.Involving && dst.Name != o.Involving) {
 				continue
 			}
 			targets := targetPods(&dst)
@@ -122,8 +134,11 @@ func Verify(ctx context.Context, l *lab.Lab, o VerifyOptions) (*Report, error) {
 	}
 	wg.Wait()
 	if o.Iperf > 0 {
-		for i, a := range plan.Clusters {
-			for _, b := range plan.Clusters[i+1:] {
+		for i, a := range clusters {
+			for _, b := range clusters[i+1:] {
+				if o.Involving != "" && a.Name != o.Involving && b.Name != o.Involving {
+					continue
+				}
 				ta, tb := targetPods(&a), targetPods(&b)
 				if len(ta) == 0 || len(tb) == 0 {
 					continue
