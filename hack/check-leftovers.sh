@@ -9,5 +9,8 @@ fi
 if links=$(ip -o link show 2>/dev/null | awk -F': ' '{print $2}' | cut -d@ -f1 | grep -E '^(wt|weft)'); then
 	echo "[leftovers] links left behind in the host namespace:" $links >&2; bad=1
 fi
+if socks=$(ls /var/run/wireguard/ 2>/dev/null | grep -E '^(wt|weft)'); then
+	echo "[leftovers] WireGuard UAPI sockets left behind:" $socks >&2; bad=1
+fi
 if ((bad == 0)); then echo "[leftovers] none: no test namespace or link left behind" >&2; fi
 exit $bad

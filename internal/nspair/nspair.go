@@ -13,6 +13,7 @@ import (
 	"net/netip"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"strconv"
 	"strings"
 )
@@ -125,6 +126,11 @@ func (p *Pair) Close() error {
 		if err := IP(context.Background(), "netns", "del", ns); err != nil {
 			errs = append(errs, err)
 		}
+	}
+	// Userspace WireGuard processes killed above leave their UAPI sockets.
+	socks, _ := filepath.Glob("/var/run/wireguard/" + p.Prefix + "*.sock")
+	for _, s := range socks {
+		os.Remove(s)
 	}
 	return errors.Join(errs...)
 }
