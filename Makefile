@@ -50,6 +50,7 @@ demo: deps assets build
 bench: deps assets build
 	WEFT_ASSETS=$(ASSETS) $(BIN)/weftctl bench wireguard
 	$(BIN)/weftctl bench broker
+	WEFT_ASSETS=$(ASSETS) $(BIN)/weftctl bench fabric
 
 ## generate: regenerate committed generated code (protobuf, deepcopy, CRDs)
 generate:

@@ -18,7 +18,7 @@ func newBenchCmd() *cobra.Command {
 		Use:   "bench",
 		Short: "Benchmarks: figures and ratios against baselines measured in the same run",
 	}
-	cmd.AddCommand(newBenchWireGuardCmd(), newBenchDeviceCmd(), newBenchBrokerCmd())
+	cmd.AddCommand(newBenchWireGuardCmd(), newBenchDeviceCmd(), newBenchBrokerCmd(), newBenchFabricCmd())
 	return cmd
 }
 
@@ -124,5 +124,44 @@ func newBenchDeviceCmd() *cobra.Command {
 		},
 	}
 	cmd.Flags().IntVar(&mtu, "mtu", 1420, "interface MTU")
+	return cmd
+}
+
+func newBenchFabricCmd() *cobra.Command {
+	var o bench.FabricOptions
+	cmd := &cobra.Command{
+		Use:   "fabric",
+		Short: "Lab: time to full connectivity, pod-to-pod throughput and RTT (gateway and VXLAN paths) vs stock wireguard-go and the bare underlay",
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			self, err := os.Executable()
+			if err != nil {
+				return err
+			}
+			if o.BinDir == "" {
+				o.BinDir = filepath.Dir(self)
+			}
+			if o.AssetsDir == "" {
+				o.AssetsDir = os.Getenv("WEFT_ASSETS")
+			}
+			if o.AssetsDir == "" {
+				return fmt.Errorf("--assets: unset (run make assets and set WEFT_ASSETS, or pass --assets)")
+			}
+			if o.StockBinary == "" {
+				o.StockBinary = filepath.Join(o.AssetsDir, "wireguard-go")
+			}
+			o.Log = slog.New(slog.NewTextHandler(cmd.ErrOrStderr(), &slog.HandlerOptions{Level: slog.LevelWarn}))
+			fmt.Fprintf(cmd.ErrOrStderr(), "[bench] fabric: lab up, verify, then %d rounds x 4 paths x %s\n", o.Rounds, o.Duration)
+			r, err := bench.Fabric(cmd.Context(), o)
+			if err != nil {
+				return err
+			}
+			r.Print(cmd.OutOrStdout())
+			return nil
+		},
+	}
+	cmd.Flags().StringVar(&o.BinDir, "bin-dir", "", "directory with broker, gateway, route-agent (default: next to weftctl)")
+	cmd.Flags().StringVar(&o.AssetsDir, "assets", "", "kube-apiserver, etcd and stock wireguard-go (default $WEFT_ASSETS)")
+	cmd.Flags().DurationVar(&o.Duration, "duration", 3*time.Second, "length of each iperf3 run")
+	cmd.Flags().IntVar(&o.Rounds, "rounds", 3, "rounds of each path, interleaved")
 	return cmd
 }

@@ -65,6 +65,18 @@ func IperfTCP(ctx context.Context, serverNS, clientNS, serverAddr string, d time
 	return r.End.SumReceived.BitsPerSecond, nil
 }
 
+// parseIperf reads iperf3's JSON report.
+func parseIperf(out string, runErr error) (float64, error) {
+	var r iperfResult
+	if jerr := json.Unmarshal([]byte(out), &r); jerr != nil {
+		return 0, fmt.Errorf("iperf3: %v (output not JSON: %v)", runErr, jerr)
+	}
+	if r.Error != "" {
+		return 0, fmt.Errorf("iperf3: %s", r.Error)
+	}
+	return r.End.SumReceived.BitsPerSecond, nil
+}
+
 // median of a non-empty slice.
 func median(xs []float64) float64 {
 	s := append([]float64(nil), xs...)
