@@ -39,7 +39,7 @@ unit:
 ## test: every tier: unit, integration (envtest, embedded etcd), netns (root), e2e (root + assets)
 test: deps assets build fmt vet
 	@echo "[test] all tiers; KUBEBUILDER_ASSETS=$(ASSETS)"
-	KUBEBUILDER_ASSETS=$(ASSETS) WEFT_ASSETS=$(ASSETS) $(GOTEST) -timeout $(TIMEOUT) $(PKGS)
+	KUBEBUILDER_ASSETS=$(ASSETS) WEFT_ASSETS=$(ASSETS) WEFT_BIN_DIR=$(CURDIR)/$(BIN) $(GOTEST) -timeout $(TIMEOUT) $(PKGS)
 	@hack/check-leftovers.sh
 
 ## demo: a multi-cluster lab on this host, then connectivity checks

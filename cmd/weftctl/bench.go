@@ -150,6 +150,9 @@ func newBenchFabricCmd() *cobra.Command {
 				o.StockBinary = filepath.Join(o.AssetsDir, "wireguard-go")
 			}
 			o.Log = slog.New(slog.NewTextHandler(cmd.ErrOrStderr(), &slog.HandlerOptions{Level: slog.LevelWarn}))
+			o.Progress = func(format string, args ...any) {
+				fmt.Fprintf(cmd.ErrOrStderr(), "[bench] "+format+"\n", args...)
+			}
 			fmt.Fprintf(cmd.ErrOrStderr(), "[bench] fabric: lab up, verify, then %d rounds x 4 paths x %s\n", o.Rounds, o.Duration)
 			r, err := bench.Fabric(cmd.Context(), o)
 			if err != nil {

@@ -27,6 +27,8 @@ type FabricOptions struct {
 	Duration    time.Duration // per iperf3 run (default 3 s)
 	Rounds      int           // default 3
 	Log         *slog.Logger
+	// Progress, when set, gets one line per measurement.
+	Progress func(format string, args ...any)
 }
 
 // FabricReport holds the figures of one lab run, in bit/s and seconds.
@@ -135,7 +137,9 @@ func Fabric(ctx context.Context, o FabricOptions) (*FabricReport, error) {
 				return nil, fmt.Errorf("bench: %s: %w", p.name, err)
 			}
 			r.Paths[i].Runs = append(r.Paths[i].Runs, bps)
-			o.Log.Info("measured", "round", round, "path", p.name, "gbit_s", fmt.Sprintf("%.2f", bps/1e9))
+			if o.Progress != nil {
+				o.Progress("round %d: %s: %.2f Gbit/s", round, p.name, bps/1e9)
+			}
 		}
 	}
 	for i := range r.Paths {
@@ -211,19 +215,30 @@ func labIperf(ctx context.Context, l *lab.Lab, from, to, addr string, d time.Dur
 	if err != nil {
 		return 0, err
 	}
+	var srvOut strings.Builder
+	srv.Stdout, srv.Stderr = &srvOut, &srvOut
 	if err := srv.Start(); err != nil {
 		return 0, err
 	}
 	defer func() { srv.Process.Kill(); srv.Wait() }()
-	var out string
-	for i := 0; i < 50; i++ {
-		out, err = l.Run(ctx, from, "iperf3", "-c", addr, "-p", "5222", "-t", strconv.Itoa(int(d.Seconds())), "-J")
-		if err == nil || !strings.Contains(out, "Connection refused") {
+	// Wait until the server listens (a condition, not a guess).
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		out, _ := l.Run(ctx, to, "ss", "-Hltn", "sport", "= :5222")
+		if strings.TrimSpace(out) != "" {
 			break
 		}
-		time.Sleep(100 * time.Millisecond)
+		if time.Now().After(deadline) {
+			return 0, fmt.Errorf("iperf3 server in %s did not listen: %s", to, srvOut.String())
+		}
+		time.Sleep(20 * time.Millisecond)
 	}
-	return parseIperf(out, err)
+	out, err := l.Run(ctx, from, "iperf3", "-c", addr, "-p", "5222", "-t", strconv.Itoa(int(d.Seconds())), "-J")
+	bps, perr := parseIperf(out, err)
+	if perr != nil {
+		return 0, fmt.Errorf("%w (server in %s: %s)", perr, to, strings.TrimSpace(srvOut.String()))
+	}
+	return bps, nil
 }
 
 var pingAvgRE = regexp.MustCompile(`= [0-9.]+/([0-9.]+)/`)

@@ -45,6 +45,10 @@ func setup(t *testing.T) (binDir, assets string) {
 		}
 		assets = filepath.Dir(m[0])
 	}
+	// make test builds bin/ first and says so; otherwise build here.
+	if dir := os.Getenv("WEFT_BIN_DIR"); dir != "" {
+		return dir, assets
+	}
 	binDir = t.TempDir()
 	cmd := exec.Command("go", "build", "-o", binDir+"/", "./cmd/...")
 	cmd.Dir = repoRoot()
