@@ -132,7 +132,7 @@ func Fabric(ctx context.Context, o FabricOptions) (*FabricReport, error) {
 	}
 	for round := 1; round <= o.Rounds; round++ {
 		for i, p := range paths {
-			bps, err := labIperf(ctx, l, p.from, p.to, p.addr, o.Duration)
+			bps, err := fabric.Iperf(ctx, l, p.from, p.to, p.addr, o.Duration)
 			if err != nil {
 				return nil, fmt.Errorf("bench: %s: %w", p.name, err)
 			}
@@ -208,37 +208,6 @@ func startStock(ctx context.Context, l *lab.Lab, bin, a, b, wanA, wanB string) e
 		}
 	}
 	return nil
-}
-
-func labIperf(ctx context.Context, l *lab.Lab, from, to, addr string, d time.Duration) (float64, error) {
-	srv, err := l.Command(ctx, to, "iperf3", "-s", "-1", "-p", "5222")
-	if err != nil {
-		return 0, err
-	}
-	var srvOut strings.Builder
-	srv.Stdout, srv.Stderr = &srvOut, &srvOut
-	if err := srv.Start(); err != nil {
-		return 0, err
-	}
-	defer func() { srv.Process.Kill(); srv.Wait() }()
-	// Wait until the server listens (a condition, not a guess).
-	deadline := time.Now().Add(10 * time.Second)
-	for {
-		out, _ := l.Run(ctx, to, "ss", "-Hltn", "sport", "= :5222")
-		if strings.TrimSpace(out) != "" {
-			break
-		}
-		if time.Now().After(deadline) {
-			return 0, fmt.Errorf("iperf3 server in %s did not listen: %s", to, srvOut.String())
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-	out, err := l.Run(ctx, from, "iperf3", "-c", addr, "-p", "5222", "-t", strconv.Itoa(int(d.Seconds())), "-J")
-	bps, perr := parseIperf(out, err)
-	if perr != nil {
-		return 0, fmt.Errorf("%w (server in %s: %s)", perr, to, strings.TrimSpace(srvOut.String()))
-	}
-	return bps, nil
 }
 
 var pingAvgRE = regexp.MustCompile(`= [0-9.]+/([0-9.]+)/`)

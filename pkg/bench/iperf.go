@@ -52,17 +52,11 @@ func IperfTCP(ctx context.Context, serverNS, clientNS, serverAddr string, d time
 	}
 	secs := strconv.Itoa(int(d.Seconds()))
 	out, err := exec.CommandContext(ctx, "ip", "netns", "exec", clientNS, "iperf3", "-c", serverAddr, "-p", port, "-t", secs, "-J").Output()
-	var r iperfResult
-	if jerr := json.Unmarshal(out, &r); jerr != nil {
-		return 0, fmt.Errorf("iperf3 client in %s: %v (output not JSON: %v)", clientNS, err, jerr)
+	bps, perr := parseIperf(string(out), err)
+	if perr != nil {
+		return 0, fmt.Errorf("client in %s: %w", clientNS, perr)
 	}
-	if r.Error != "" {
-		return 0, fmt.Errorf("iperf3 client in %s: %s", clientNS, r.Error)
-	}
-	if err != nil {
-		return 0, fmt.Errorf("iperf3 client in %s: %w", clientNS, err)
-	}
-	return r.End.SumReceived.BitsPerSecond, nil
+	return bps, nil
 }
 
 // parseIperf reads iperf3's JSON report.

@@ -143,7 +143,7 @@ func Verify(ctx context.Context, l *lab.Lab, o VerifyOptions) (*Report, error) {
 				if len(ta) == 0 || len(tb) == 0 {
 					continue
 				}
-				bps, err := iperf(ctx, l, ta[0].target, tb[0].target, tb[0].addr, o.Iperf)
+				bps, err := Iperf(ctx, l, ta[0].target, tb[0].target, tb[0].addr, o.Iperf)
 				t := Throughput{From: ta[0].target, To: tb[0].target, Bps: bps}
 				if err != nil {
 					t.Err = lastLine(err.Error())
@@ -202,25 +202,33 @@ func lastLine(s string) string {
 	return s
 }
 
-// iperf runs a one-shot iperf3 server in the server pod and a client in
-// the client pod.
-func iperf(ctx context.Context, l *lab.Lab, client, server, serverAddr string, d time.Duration) (float64, error) {
-	srv, err := l.Command(ctx, server, "iperf3", "-s", "-1", "-p", "5211")
+// Iperf runs a one-shot iperf3 server in the server target, waits until it
+// listens, then one TCP stream from the client target for d, and returns
+// the received bit rate.
+func Iperf(ctx context.Context, l *lab.Lab, client, server, serverAddr string, d time.Duration) (float64, error) {
+	const port = "5211"
+	srv, err := l.Command(ctx, server, "iperf3", "-s", "-1", "-p", port)
 	if err != nil {
 		return 0, err
 	}
+	var srvOut strings.Builder
+	srv.Stdout, srv.Stderr = &srvOut, &srvOut
 	if err := srv.Start(); err != nil {
 		return 0, err
 	}
 	defer func() { srv.Process.Kill(); srv.Wait() }()
-	var out string
-	for i := 0; i < 50; i++ { // until the server listens
-		out, err = l.Run(ctx, client, "iperf3", "-c", serverAddr, "-p", "5211", "-t", strconv.Itoa(int(d.Seconds())), "-J")
-		if err == nil || !strings.Contains(out, "Connection refused") {
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		out, _ := l.Run(ctx, server, "ss", "-Hltn", "sport", "= :"+port)
+		if strings.TrimSpace(out) != "" {
 			break
 		}
-		time.Sleep(100 * time.Millisecond)
+		if time.Now().After(deadline) || ctx.Err() != nil {
+			return 0, fmt.Errorf("iperf3 server in %s did not listen: %s", server, strings.TrimSpace(srvOut.String()))
+		}
+		time.Sleep(20 * time.Millisecond)
 	}
+	out, runErr := l.Run(ctx, client, "iperf3", "-c", serverAddr, "-p", port, "-t", strconv.Itoa(int(d.Seconds())), "-J")
 	var res struct {
 		End struct {
 			SumReceived struct {
@@ -230,10 +238,10 @@ func iperf(ctx context.Context, l *lab.Lab, client, server, serverAddr string, d
 		Error string `json:"error"`
 	}
 	if jerr := json.Unmarshal([]byte(out), &res); jerr != nil {
-		return 0, fmt.Errorf("iperf3 %s -> %s: %v", client, server, err)
+		return 0, fmt.Errorf("iperf3 %s -> %s: %v (output not JSON)", client, server, runErr)
 	}
 	if res.Error != "" {
-		return 0, fmt.Errorf("iperf3 %s -> %s: %s", client, server, res.Error)
+		return 0, fmt.Errorf("iperf3 %s -> %s: %s (server: %s)", client, server, res.Error, strings.TrimSpace(srvOut.String()))
 	}
 	return res.End.SumReceived.BitsPerSecond, nil
 }
