@@ -5,12 +5,13 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
-	"runtime"
 	"slices"
 
 	"github.com/vishvananda/netlink"
 	"github.com/vishvananda/netns"
 	corev1 "k8s.io/api/core/v1"
+
+	"github.com/weftnet/weft/internal/netnsx"
 )
 
 // NodeInfo is what the gateway takes from its Node object.
@@ -140,41 +141,5 @@ func UnderlayMTU(nsPath string, addr netip.Addr) (int, error) {
 	return link.Attrs().MTU, nil
 }
 
-// inNetNS runs fn on an OS thread switched into the namespace at path
-// ("" runs fn where we are), then switches back. fn runs on its own
-// goroutine so that, should restoring fail, the thread dies with it.
-// Sockets fn creates stay in that namespace.
-func inNetNS(path string, fn func() error) error {
-	if path == "" {
-		return fn()
-	}
-	target, err := netns.GetFromPath(path)
-	if err != nil {
-		return fmt.Errorf("open netns %s: %w", path, err)
-	}
-	defer target.Close()
-	errc := make(chan error, 1)
-	go func() {
-		runtime.LockOSThread()
-		orig, err := netns.Get()
-		if err != nil {
-			runtime.UnlockOSThread()
-			errc <- fmt.Errorf("get current netns: %w", err)
-			return
-		}
-		defer orig.Close()
-		if err := netns.Set(target); err != nil {
-			runtime.UnlockOSThread()
-			errc <- fmt.Errorf("enter netns %s: %w", path, err)
-			return
-		}
-		ferr := fn()
-		if err := netns.Set(orig); err != nil {
-			errc <- fmt.Errorf("restore netns: %w (after: %v)", err, ferr)
-			return // the thread stays locked and exits with the goroutine
-		}
-		runtime.UnlockOSThread()
-		errc <- ferr
-	}()
-	return <-errc
-}
+// inNetNS runs fn inside the namespace at path ("" runs fn where we are).
+func inNetNS(path string, fn func() error) error { return netnsx.DoPath(path, fn) }

@@ -21,6 +21,8 @@ import (
 	"github.com/vishvananda/netlink"
 	"github.com/vishvananda/netns"
 	"golang.org/x/sys/unix"
+
+	"github.com/weftnet/weft/internal/netnsx"
 )
 
 // netnsDir is where named namespaces are bind-mounted (as by ip-netns(8)
@@ -278,41 +280,9 @@ func setUp(h *netlink.Handle, name, master string) error {
 	return nil
 }
 
-// inNamespace runs fn on an OS thread switched into the named namespace.
-// Files opened under /proc/sys/net and processes started by fn belong to
-// that namespace. fn runs on its own goroutine so that, should restoring
-// the original namespace fail, the thread dies with it.
-func inNamespace(name string, fn func() error) error {
-	target, err := netns.GetFromName(name)
-	if err != nil {
-		return fmt.Errorf("open namespace %s: %w", name, err)
-	}
-	defer target.Close()
-	errc := make(chan error, 1)
-	go func() {
-		runtime.LockOSThread()
-		orig, err := netns.Get()
-		if err != nil {
-			runtime.UnlockOSThread()
-			errc <- fmt.Errorf("get current namespace: %w", err)
-			return
-		}
-		defer orig.Close()
-		if err := netns.Set(target); err != nil {
-			runtime.UnlockOSThread()
-			errc <- fmt.Errorf("enter namespace %s: %w", name, err)
-			return
-		}
-		ferr := fn()
-		if err := netns.Set(orig); err != nil {
-			errc <- fmt.Errorf("restore namespace: %w (after: %v)", err, ferr)
-			return
-		}
-		runtime.UnlockOSThread()
-		errc <- ferr
-	}()
-	return <-errc
-}
+// inNamespace runs fn inside the named namespace: files opened under
+// /proc/sys/net and processes started by fn belong to it.
+func inNamespace(name string, fn func() error) error { return netnsx.DoNamed(name, fn) }
 
 // writeSysctl writes a dotted sysctl key of the calling thread's namespace.
 func writeSysctl(key, value string) error {

@@ -7,13 +7,13 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
-	"runtime"
 	"strings"
 
 	"github.com/vishvananda/netlink"
 	"github.com/vishvananda/netns"
 	"golang.org/x/sys/unix"
 
+	"github.com/weftnet/weft/internal/netnsx"
 	"github.com/weftnet/weft/pkg/netplan"
 )
 
@@ -406,35 +406,5 @@ func (n *Netlink) SetSysctl(key, value string) error {
 	return inNetNS(n.ns, func() error { return os.WriteFile(path, []byte(value), 0o644) })
 }
 
-// inNetNS runs fn on an OS thread switched into ns (a closed handle: where
-// we are). fn runs on its own goroutine so that, should switching back fail,
-// the thread dies with it instead of returning to the pool in ns.
-func inNetNS(ns netns.NsHandle, fn func() error) error {
-	if !ns.IsOpen() {
-		return fn()
-	}
-	errc := make(chan error, 1)
-	go func() {
-		runtime.LockOSThread()
-		orig, err := netns.Get()
-		if err != nil {
-			runtime.UnlockOSThread()
-			errc <- fmt.Errorf("get current netns: %w", err)
-			return
-		}
-		defer orig.Close()
-		if err := netns.Set(ns); err != nil {
-			runtime.UnlockOSThread()
-			errc <- fmt.Errorf("enter netns: %w", err)
-			return
-		}
-		ferr := fn()
-		if err := netns.Set(orig); err != nil {
-			errc <- fmt.Errorf("restore netns: %w (after: %v)", err, ferr)
-			return // the thread stays locked and exits with this goroutine
-		}
-		runtime.UnlockOSThread()
-		errc <- ferr
-	}()
-	return <-errc
-}
+// inNetNS runs fn inside ns (a closed handle: where we are).
+func inNetNS(ns netns.NsHandle, fn func() error) error { return netnsx.Do(ns, fn) }
