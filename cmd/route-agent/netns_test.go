@@ -30,19 +30,14 @@ import (
 	clientcmdapi "k8s.io/client-go/tools/clientcmd/api"
 	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
-	"sigs.k8s.io/controller-runtime/pkg/envtest"
 
 	"github.com/weftnet/weft/internal/nspair"
+	"github.com/weftnet/weft/internal/testenv"
 	weftv1alpha1 "github.com/weftnet/weft/pkg/apis/weft/v1alpha1"
 )
 
-func repoRoot() string {
-	_, file, _, _ := runtime.Caller(0)
-	return filepath.Join(filepath.Dir(file), "..", "..")
-}
-
 // needs skips the test unless it can run: root, tools, envtest binaries.
-func needs(t *testing.T) string {
+func needs(t *testing.T) {
 	t.Helper()
 	if testing.Short() {
 		t.Skip("netns test: skipped with -short")
@@ -55,14 +50,7 @@ func needs(t *testing.T) string {
 			t.Skipf("netns test: needs %s", tool)
 		}
 	}
-	if dir := os.Getenv("KUBEBUILDER_ASSETS"); dir != "" {
-		return dir
-	}
-	matches, _ := filepath.Glob(filepath.Join(repoRoot(), ".cache", "assets", "*", "kube-apiserver"))
-	if len(matches) == 0 {
-		t.Skip("netns test: no kube-apiserver/etcd; run `make assets` (or `make test`, which builds them)")
-	}
-	return filepath.Dir(matches[0])
+	testenv.Assets(t)
 }
 
 // TestRouteAgentInNamespace runs this command the way the lab does
@@ -76,24 +64,10 @@ func needs(t *testing.T) string {
 // deleted by hand coming back at the resync, nothing flushed at exit, and
 // --cleanup removing all of it.
 func TestRouteAgentInNamespace(t *testing.T) {
-	assets := needs(t)
+	needs(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
-
-	env := &envtest.Environment{
-		BinaryAssetsDirectory: assets,
-		CRDDirectoryPaths:     []string{filepath.Join(repoRoot(), "deploy", "crds")},
-		ErrorIfCRDPathMissing: true,
-	}
-	cfg, err := env.Start()
-	if err != nil {
-		t.Fatalf("start control plane: %v", err)
-	}
-	t.Cleanup(func() {
-		if err := env.Stop(); err != nil {
-			t.Errorf("stop control plane: %v", err)
-		}
-	})
+	cfg := testenv.StartControlPlane(t)
 	scheme := k8sruntime.NewScheme()
 	for _, add := range []func(*k8sruntime.Scheme) error{corev1.AddToScheme, coordinationv1.AddToScheme, weftv1alpha1.AddToScheme} {
 		if err := add(scheme); err != nil {

@@ -20,6 +20,8 @@ import (
 
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.uber.org/zap"
+
+	"github.com/weftnet/weft/internal/testenv"
 )
 
 // Size is the number of members Start runs.
@@ -29,63 +31,11 @@ const Size = 3
 // agree on a leader).
 const StartTimeout = 20 * time.Second
 
-// Binary returns the path of the etcd binary: $WEFT_ASSETS/etcd or
-// $KUBEBUILDER_ASSETS/etcd when set, else .cache/assets/*/etcd under the
-// repository root (the directory holding go.mod, found from the working
-// directory upwards). It skips the test when none is an executable file.
+// Binary returns the path of the etcd binary built by hack/build-assets.sh
+// (see testenv.FindAssets); it skips the test when there is none.
 func Binary(tb testing.TB) string {
 	tb.Helper()
-	p, tried := findBinary()
-	if p == "" {
-		tb.Skipf("no etcd binary (looked at %s); run hack/build-assets.sh or set WEFT_ASSETS", strings.Join(tried, ", "))
-	}
-	return p
-}
-
-func findBinary() (string, []string) {
-	var tried []string
-	for _, env := range []string{"WEFT_ASSETS", "KUBEBUILDER_ASSETS"} {
-		if d := os.Getenv(env); d != "" {
-			p := filepath.Join(d, "etcd")
-			if isExecutable(p) {
-				return p, nil
-			}
-			tried = append(tried, p)
-		}
-	}
-	if root, ok := repoRoot(); ok {
-		pattern := filepath.Join(root, ".cache", "assets", "*", "etcd")
-		matches, _ := filepath.Glob(pattern)
-		for _, p := range matches {
-			if isExecutable(p) {
-				return p, nil
-			}
-		}
-		tried = append(tried, pattern)
-	}
-	return "", tried
-}
-
-func isExecutable(p string) bool {
-	fi, err := os.Stat(p)
-	return err == nil && fi.Mode().IsRegular() && fi.Mode()&0o111 != 0
-}
-
-func repoRoot() (string, bool) {
-	dir, err := os.Getwd()
-	if err != nil {
-		return "", false
-	}
-	for {
-		if _, err := os.Stat(filepath.Join(dir, "go.mod")); err == nil {
-			return dir, true
-		}
-		parent := filepath.Dir(dir)
-		if parent == dir {
-			return "", false
-		}
-		dir = parent
-	}
+	return filepath.Join(testenv.Assets(tb, "etcd"), "etcd")
 }
 
 // Member is one etcd process of a Cluster.

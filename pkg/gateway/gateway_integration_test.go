@@ -9,8 +9,6 @@ import (
 	"net"
 	"net/netip"
 	"os"
-	"path/filepath"
-	"runtime"
 	"slices"
 	"strings"
 	"sync"
@@ -24,11 +22,11 @@ import (
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
 	ctrlclient "sigs.k8s.io/controller-runtime/pkg/client"
-	"sigs.k8s.io/controller-runtime/pkg/envtest"
 
 	"golang.zx2c4.com/wireguard/wgctrl"
 
 	"github.com/weftnet/weft/internal/nspair"
+	"github.com/weftnet/weft/internal/testenv"
 	v1 "github.com/weftnet/weft/pkg/apis/broker/v1alpha1"
 	weftv1 "github.com/weftnet/weft/pkg/apis/weft/v1alpha1"
 	"github.com/weftnet/weft/pkg/broker"
@@ -61,7 +59,7 @@ func TestGatewaysConnectTwoClusters(t *testing.T) {
 	if why := nspair.Supported(); why != "" {
 		t.Skip("netns test: " + why)
 	}
-	assetDir := assets(t)
+	testenv.Assets(t) // skip early, before the broker starts
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
 	log := testLogger(t)
@@ -86,8 +84,8 @@ func TestGatewaysConnectTwoClusters(t *testing.T) {
 	}
 
 	brk := startBroker(t)
-	c1 := startCluster(t, assetDir, "c1", brk)
-	c2 := startCluster(t, assetDir, "c2", brk)
+	c1 := startCluster(t, "c1", brk)
+	c2 := startCluster(t, "c2", brk)
 	c1.node(t, "c1-n1", pair.AddrA, "", "10.1.1.0/24")
 	c1.node(t, "c1-n2", pair.AddrA, "", "10.1.1.0/24")
 	c2.node(t, "c2-n1", pair.AddrB, pair.AddrB.String(), "10.2.1.0/24") // public IP by annotation
@@ -314,24 +312,10 @@ type testCluster struct {
 
 // startCluster starts a control plane with weft's CRDs, the weft-system
 // namespace and the join token Secret.
-func startCluster(t *testing.T, assetDir, id string, b *testBroker) *testCluster {
+func startCluster(t *testing.T, id string, b *testBroker) *testCluster {
 	t.Helper()
-	env := &envtest.Environment{
-		BinaryAssetsDirectory: assetDir,
-		CRDDirectoryPaths:     []string{filepath.Join(repoRoot(), "deploy", "crds")},
-		ErrorIfCRDPathMissing: true,
-	}
-	start := time.Now()
-	cfg, err := env.Start()
-	if err != nil {
-		t.Fatalf("cluster %s: start control plane: %v", id, err)
-	}
-	t.Cleanup(func() {
-		if err := env.Stop(); err != nil {
-			t.Errorf("cluster %s: stop control plane: %v", id, err)
-		}
-	})
-	t.Logf("cluster %s: kube-apiserver + etcd up in %s", id, time.Since(start).Round(time.Millisecond))
+	t.Logf("cluster %s: starting its control plane", id)
+	cfg := testenv.StartControlPlane(t)
 	kube, err := kubernetes.NewForConfig(cfg)
 	if err != nil {
 		t.Fatal(err)
@@ -605,28 +589,6 @@ func waitFor(ctx context.Context, t *testing.T, what string, cond func() (bool, 
 		case <-tick.C:
 		}
 	}
-}
-
-// assets returns the envtest binary directory (as test/integration does).
-func assets(t *testing.T) string {
-	t.Helper()
-	for _, env := range []string{"KUBEBUILDER_ASSETS", "WEFT_ASSETS"} {
-		if dir := os.Getenv(env); dir != "" {
-			if _, err := os.Stat(filepath.Join(dir, "kube-apiserver")); err == nil {
-				return dir
-			}
-		}
-	}
-	matches, _ := filepath.Glob(filepath.Join(repoRoot(), ".cache", "assets", "*", "kube-apiserver"))
-	if len(matches) == 0 {
-		t.Skip("integration: no kube-apiserver/etcd; run `make assets` (or `make test`, which builds them)")
-	}
-	return filepath.Dir(matches[0])
-}
-
-func repoRoot() string {
-	_, file, _, _ := runtime.Caller(0)
-	return filepath.Join(filepath.Dir(file), "..", "..")
 }
 
 // testLogger logs into the test log until the test has finished (gateway

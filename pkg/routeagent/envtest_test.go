@@ -6,9 +6,6 @@ import (
 	"io"
 	"log/slog"
 	"net/netip"
-	"os"
-	"path/filepath"
-	"runtime"
 	"slices"
 	"strings"
 	"sync"
@@ -24,6 +21,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/envtest"
 
+	"github.com/weftnet/weft/internal/testenv"
 	weftv1alpha1 "github.com/weftnet/weft/pkg/apis/weft/v1alpha1"
 	"github.com/weftnet/weft/pkg/firewall/firewalltest"
 	"github.com/weftnet/weft/pkg/netplan"
@@ -33,26 +31,13 @@ import (
 
 const ns = routeagent.DefaultNamespace
 
-// assets returns the envtest binary directory: KUBEBUILDER_ASSETS (set by
-// `make test`), else the cache hack/build-assets.sh fills.
+// assets returns the envtest binary directory (skipped with -short).
 func assets(t *testing.T) string {
 	t.Helper()
 	if testing.Short() {
 		t.Skip("integration test: skipped with -short")
 	}
-	if dir := os.Getenv("KUBEBUILDER_ASSETS"); dir != "" {
-		return dir
-	}
-	matches, _ := filepath.Glob(filepath.Join(repoRoot(), ".cache", "assets", "*", "kube-apiserver"))
-	if len(matches) == 0 {
-		t.Skip("integration test: no kube-apiserver/etcd; run `make assets` (or `make test`, which builds them)")
-	}
-	return filepath.Dir(matches[0])
-}
-
-func repoRoot() string {
-	_, file, _, _ := runtime.Caller(0)
-	return filepath.Join(filepath.Dir(file), "..", "..")
+	return testenv.Assets(t)
 }
 
 // apiServer is a real kube-apiserver + etcd with weft's CRDs and the
@@ -66,22 +51,8 @@ type apiServer struct {
 
 func startAPIServer(t *testing.T) *apiServer {
 	t.Helper()
-	env := &envtest.Environment{
-		BinaryAssetsDirectory: assets(t),
-		CRDDirectoryPaths:     []string{filepath.Join(repoRoot(), "deploy", "crds")},
-		ErrorIfCRDPathMissing: true,
-	}
-	start := time.Now()
-	cfg, err := env.Start()
-	if err != nil {
-		t.Fatalf("start control plane: %v", err)
-	}
-	t.Cleanup(func() {
-		if err := env.Stop(); err != nil {
-			t.Errorf("stop control plane: %v", err)
-		}
-	})
-	t.Logf("kube-apiserver + etcd up in %s", time.Since(start).Round(time.Millisecond))
+	assets(t) // skips with -short or without the binaries
+	cfg := testenv.StartControlPlane(t)
 	scheme := k8sruntime.NewScheme()
 	for _, add := range []func(*k8sruntime.Scheme) error{corev1.AddToScheme, coordinationv1.AddToScheme, weftv1alpha1.AddToScheme} {
 		if err := add(scheme); err != nil {
@@ -467,7 +438,7 @@ func TestAgentWaitsForCRDs(t *testing.T) {
 		Tables:       firewalltest.New(),
 	})
 	if _, err := envtest.InstallCRDs(cfg, envtest.CRDInstallOptions{
-		Paths: []string{filepath.Join(repoRoot(), "deploy", "crds")}, ErrorIfPathMissing: true,
+		Paths: []string{testenv.CRDDir()}, ErrorIfPathMissing: true,
 	}); err != nil {
 		t.Fatal(err)
 	}

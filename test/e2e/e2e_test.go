@@ -11,20 +11,15 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
-	"runtime"
 	"strconv"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/weftnet/weft/internal/testenv"
 	"github.com/weftnet/weft/pkg/lab"
 	"github.com/weftnet/weft/pkg/lab/fabric"
 )
-
-func repoRoot() string {
-	_, file, _, _ := runtime.Caller(0)
-	return filepath.Join(filepath.Dir(file), "..", "..")
-}
 
 // setup finds (or builds) the binaries and the assets, or skips with why.
 func setup(t *testing.T) (binDir, assets string) {
@@ -37,21 +32,14 @@ func setup(t *testing.T) (binDir, assets string) {
 			t.Skipf("e2e: needs %s (make deps)", tool)
 		}
 	}
-	assets = os.Getenv("WEFT_ASSETS")
-	if assets == "" {
-		m, _ := filepath.Glob(filepath.Join(repoRoot(), ".cache", "assets", "*", "kube-apiserver"))
-		if len(m) == 0 {
-			t.Skip("e2e: no kube-apiserver/etcd; run make assets (make test builds them)")
-		}
-		assets = filepath.Dir(m[0])
-	}
+	assets = testenv.Assets(t)
 	// make test builds bin/ first and says so; otherwise build here.
 	if dir := os.Getenv("WEFT_BIN_DIR"); dir != "" {
 		return dir, assets
 	}
 	binDir = t.TempDir()
 	cmd := exec.Command("go", "build", "-o", binDir+"/", "./cmd/...")
-	cmd.Dir = repoRoot()
+	cmd.Dir = testenv.RepoRoot()
 	if out, err := cmd.CombinedOutput(); err != nil {
 		t.Fatalf("build binaries: %v\n%s", err, out)
 	}

@@ -5,62 +5,24 @@ package integration
 
 import (
 	"context"
-	"os"
-	"path/filepath"
-	"runtime"
 	"testing"
 	"time"
 
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/client-go/dynamic"
-	"sigs.k8s.io/controller-runtime/pkg/envtest"
-
-	corev1 "k8s.io/api/core/v1"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
+
+	"github.com/weftnet/weft/internal/testenv"
 )
-
-// assets returns the envtest binary directory: KUBEBUILDER_ASSETS (set by
-// `make test`), else the cache hack/build-assets.sh fills.
-func assets(t *testing.T) string {
-	t.Helper()
-	if dir := os.Getenv("KUBEBUILDER_ASSETS"); dir != "" {
-		return dir
-	}
-	_, file, _, _ := runtime.Caller(0)
-	matches, _ := filepath.Glob(filepath.Join(filepath.Dir(file), "..", "..", ".cache", "assets", "*", "kube-apiserver"))
-	if len(matches) == 0 {
-		t.Skip("integration: no kube-apiserver/etcd; run `make assets` (or `make test`, which builds them)")
-	}
-	return filepath.Dir(matches[0])
-}
-
-func repoRoot() string {
-	_, file, _, _ := runtime.Caller(0)
-	return filepath.Join(filepath.Dir(file), "..", "..")
-}
 
 // TestControlPlaneServesWeftCRDs starts a real kube-apiserver + etcd,
 // installs weft's CRDs from deploy/crds, creates a RemoteCluster and reads
 // it back, and checks that the schema rejects an invalid cluster id.
 func TestControlPlaneServesWeftCRDs(t *testing.T) {
-	env := &envtest.Environment{
-		BinaryAssetsDirectory: assets(t),
-		CRDDirectoryPaths:     []string{filepath.Join(repoRoot(), "deploy", "crds")},
-		ErrorIfCRDPathMissing: true,
-	}
-	start := time.Now()
-	cfg, err := env.Start()
-	if err != nil {
-		t.Fatalf("start control plane: %v", err)
-	}
-	t.Cleanup(func() {
-		if err := env.Stop(); err != nil {
-			t.Errorf("stop control plane: %v", err)
-		}
-	})
-	t.Logf("kube-apiserver + etcd up in %s", time.Since(start).Round(time.Millisecond))
+	cfg := testenv.StartControlPlane(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 
