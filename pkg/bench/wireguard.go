@@ -83,10 +83,10 @@ func WireGuard(ctx context.Context, o WireGuardOptions) (*WireGuardReport, error
 		{"stock", []string{o.StockBinary, "-f"}, 51830, "198.51.100"},
 		{"weft", o.WeftDeviceCmd, 51840, "203.0.113"},
 	}
-	for i, tn := range tunnels {
+	for _, tn := range tunnels {
 		a, b := pair.Prefix+"s"+tn.label[:1]+"a", pair.Prefix+"s"+tn.label[:1]+"b"
 		if err := startTunnel(ctx, tunnelSpec{
-			pair: pair, dir: tmp, cmd: tn.cmd, ifA: a, ifB: b, port: tn.port + i,
+			pair: pair, dir: tmp, cmd: tn.cmd, ifA: a, ifB: b, port: tn.port,
 			mtu: o.UnderlayMTU - 80, netPrefix: tn.net,
 		}); err != nil {
 			return nil, fmt.Errorf("bench: %s tunnel: %w", tn.label, err)

@@ -2,7 +2,6 @@ package broker
 
 import (
 	"context"
-	"net/netip"
 	"strings"
 	"time"
 
@@ -15,8 +14,6 @@ import (
 	"github.com/weftnet/weft/pkg/broker/store"
 	"github.com/weftnet/weft/pkg/broker/validate"
 )
-
-func parsePrefix(s string) (netip.Prefix, error) { return netip.ParsePrefix(s) }
 
 // ListClusters implements AdminService.
 func (s *Server) ListClusters(ctx context.Context, _ *v1.ListClustersRequest) (*v1.ListClustersResponse, error) {

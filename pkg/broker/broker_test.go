@@ -14,6 +14,7 @@ import (
 	v1 "github.com/weftnet/weft/pkg/apis/broker/v1alpha1"
 	"github.com/weftnet/weft/pkg/broker"
 	"github.com/weftnet/weft/pkg/broker/client"
+	"github.com/weftnet/weft/pkg/broker/store"
 	"github.com/weftnet/weft/pkg/broker/token"
 )
 
@@ -342,4 +343,13 @@ func mustCredsFor(t *testing.T, e *env, id, pod, svc string) *client.Credentials
 		t.Fatalf("re-join %s: %v", id, err)
 	}
 	return creds
+}
+
+func TestNewRefusesBadAddresses(t *testing.T) {
+	for _, addrs := range [][]string{{"no-port"}, {"198.51.100.1:0"}, {""}} {
+		_, err := broker.New(context.Background(), broker.Options{Store: &store.Store{}, Addresses: addrs})
+		if err == nil || !strings.Contains(err.Error(), "addresses") {
+			t.Errorf("addresses %q: err = %v, want an error naming addresses", addrs, err)
+		}
+	}
 }

@@ -3,6 +3,7 @@ package broker
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"math/rand/v2"
 	"net/netip"
 	"slices"
@@ -106,7 +107,7 @@ func (s *Server) Join(ctx context.Context, req *v1.JoinRequest) (*v1.JoinRespons
 	defer s.clusterMu.Unlock()
 	for attempt := 0; attempt < 20; attempt++ {
 		resp, err := s.tryJoin(ctx, cred, req, host)
-		if err == errRetry {
+		if errors.Is(err, errRetry) {
 			if err := retryPause(ctx, attempt); err != nil {
 				return nil, status.FromContextError(err).Err()
 			}

@@ -3,6 +3,7 @@ package broker
 import (
 	"context"
 	"errors"
+	"net/netip"
 	"time"
 
 	"google.golang.org/grpc/codes"
@@ -119,7 +120,7 @@ func (s *Server) removeCluster(ctx context.Context, id string) (int64, error) {
 		store.OpPut(keyClusterGuard, []byte(id)),
 	}
 	if c.GlobalCidr != "" {
-		if p, err := parsePrefix(c.GlobalCidr); err == nil {
+		if p, err := netip.ParsePrefix(c.GlobalCidr); err == nil {
 			ops = append(ops, store.OpDelete(globalnetKey(p)))
 		}
 	}
@@ -230,11 +231,10 @@ func (s *Server) DeleteExport(ctx context.Context, req *v1.DeleteExportRequest) 
 	if req.ClusterId != id {
 		return nil, permission(id, "cluster_id", req.ClusterId)
 	}
-	x := &v1.ServiceExport{ClusterId: id, Namespace: req.Namespace, Name: req.Name}
 	if len(req.Namespace) == 0 || len(req.Namespace) > 63 || len(req.Name) == 0 || len(req.Name) > 63 {
 		return nil, status.Error(codes.InvalidArgument, "namespace/name: want 1-63 characters each")
 	}
-	rev, _, err := s.st.Delete(ctx, exportKey(id, x.Namespace, x.Name))
+	rev, _, err := s.st.Delete(ctx, exportKey(id, req.Namespace, req.Name))
 	if err != nil {
 		return nil, status.Errorf(codes.Unavailable, "delete export: %v", err)
 	}

@@ -10,6 +10,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
 	"net/netip"
 	"strings"
 	"sync"
@@ -25,6 +26,7 @@ import (
 	v1 "github.com/weftnet/weft/pkg/apis/broker/v1alpha1"
 	"github.com/weftnet/weft/pkg/broker/ca"
 	"github.com/weftnet/weft/pkg/broker/store"
+	"github.com/weftnet/weft/pkg/broker/token"
 	"github.com/weftnet/weft/pkg/cidr"
 )
 
@@ -70,6 +72,9 @@ func (o *Options) defaults() error {
 	}
 	if len(o.Addresses) == 0 {
 		return errors.New("broker: options: addresses: unset (members need an address to dial)")
+	}
+	if err := token.ValidateAddresses(o.Addresses); err != nil {
+		return fmt.Errorf("broker: options: addresses: %w", err)
 	}
 	if o.Now == nil {
 		o.Now = time.Now
@@ -206,11 +211,9 @@ func (s *Server) TLSConfig() (*tls.Config, error) {
 	}
 	hosts := []string{"127.0.0.1", "::1", "localhost"}
 	for _, a := range s.o.Addresses {
-		h := a
-		if i := strings.LastIndex(a, ":"); i > 0 {
-			h = strings.Trim(a[:i], "[]")
+		if h, _, err := net.SplitHostPort(a); err == nil { // validated in New
+			hosts = append(hosts, h)
 		}
-		hosts = append(hosts, h)
 	}
 	certPEM, err := s.ca.SignServer(key.Public(), hosts, 365*24*time.Hour, s.o.Now())
 	if err != nil {

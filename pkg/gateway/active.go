@@ -414,7 +414,7 @@ func (a *active) withdrawStale(st *client.State) {
 			a.log.Info("withdrawing a former active gateway's endpoint", "gateway", ep.GetGateway())
 		}
 		a.withdrawn[ep.GetGateway()] = true
-		a.member.Withdraw("endpoint", ep.GetGateway())
+		a.member.WithdrawEndpoint(ep.GetGateway())
 	}
 }
 

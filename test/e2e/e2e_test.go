@@ -13,6 +13,7 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -55,30 +56,64 @@ func (w testLog) Write(p []byte) (int, error) {
 
 var pingStats = regexp.MustCompile(`(\d+) packets transmitted, (\d+) received`)
 
-// pingLoss pings every 100 ms for d from a lab target and returns sent and
-// received counts.
-func pingCount(ctx context.Context, l *lab.Lab, from, to string, d time.Duration) (*exec.Cmd, func() (int, int, error), error) {
+// pingRun is a ping running in the background, every 100 ms.
+type pingRun struct {
+	cmd *exec.Cmd
+	mu  sync.Mutex
+	out strings.Builder
+}
+
+func (p *pingRun) Write(b []byte) (int, error) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.out.Write(b)
+}
+
+func (p *pingRun) output() string {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.out.String()
+}
+
+// waitReplies waits until n replies have arrived (or ctx ends).
+func (p *pingRun) waitReplies(ctx context.Context, n int) error {
+	tick := time.NewTicker(20 * time.Millisecond)
+	defer tick.Stop()
+	for strings.Count(p.output(), "bytes from") < n {
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("waiting for %d ping replies: %w\n%s", n, ctx.Err(), p.output())
+		case <-tick.C:
+		}
+	}
+	return nil
+}
+
+// wait waits for the run to end and returns sent and received counts.
+func (p *pingRun) wait() (int, int, error) {
+	p.cmd.Wait()
+	m := pingStats.FindStringSubmatch(p.output())
+	if m == nil {
+		return 0, 0, fmt.Errorf("ping output: %s", p.output())
+	}
+	sent, _ := strconv.Atoi(m[1])
+	recv, _ := strconv.Atoi(m[2])
+	return sent, recv, nil
+}
+
+// startPing pings every 100 ms for d from a lab target.
+func startPing(ctx context.Context, l *lab.Lab, from, to string, d time.Duration) (*pingRun, error) {
 	n := int(d / (100 * time.Millisecond))
 	cmd, err := l.Command(ctx, from, "ping", "-n", "-i", "0.1", "-c", strconv.Itoa(n), "-W", "1", to)
 	if err != nil {
-		return nil, nil, err
+		return nil, err
 	}
-	var out strings.Builder
-	cmd.Stdout, cmd.Stderr = &out, &out
+	p := &pingRun{cmd: cmd}
+	cmd.Stdout, cmd.Stderr = p, p
 	if err := cmd.Start(); err != nil {
-		return nil, nil, err
+		return nil, err
 	}
-	wait := func() (int, int, error) {
-		cmd.Wait()
-		m := pingStats.FindStringSubmatch(out.String())
-		if m == nil {
-			return 0, 0, fmt.Errorf("ping output: %s", out.String())
-		}
-		sent, _ := strconv.Atoi(m[1])
-		recv, _ := strconv.Atoi(m[2])
-		return sent, recv, nil
-	}
-	return cmd, wait, nil
+	return p, nil
 }
 
 func podAddr(t *testing.T, plan *lab.Plan, cluster string, node, pod int) string {
@@ -161,15 +196,18 @@ func TestFabric(t *testing.T) {
 	// programmed by that node's route agent.
 	target := podAddr(t, plan, "c2", 2, 1)
 	t.Run("route-agent restart loses nothing", func(t *testing.T) {
-		_, wait, err := pingCount(ctx, l, "c1/n2-p1", target, 6*time.Second)
+		ping, err := startPing(ctx, l, "c1/n2-p1", target, 6*time.Second)
 		if err != nil {
 			t.Fatal(err)
 		}
-		time.Sleep(1500 * time.Millisecond) // restart in the middle of the ping run
+		// Restart in the middle of the run, once traffic is flowing.
+		if err := ping.waitReplies(ctx, 15); err != nil {
+			t.Fatal(err)
+		}
 		if _, err := l.RestartProcess(ctx, "c1-n2-route-agent"); err != nil {
 			t.Fatal(err)
 		}
-		sent, recv, err := wait()
+		sent, recv, err := ping.wait()
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -184,11 +222,11 @@ func TestFabric(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		_, wait, err := pingCount(ctx, l, "c1/n1-p1", podAddr(t, plan, "c3", 2, 1), 30*time.Second)
+		ping, err := startPing(ctx, l, "c1/n1-p1", podAddr(t, plan, "c3", 2, 1), 30*time.Second)
 		if err != nil {
 			t.Fatal(err)
 		}
-		sent, recv, err := wait()
+		sent, recv, err := ping.wait()
 		if err != nil {
 			t.Fatal(err)
 		}

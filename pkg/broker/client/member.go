@@ -1,6 +1,7 @@
 package client
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -9,6 +10,7 @@ import (
 	"maps"
 	"math/rand/v2"
 	"slices"
+	"strings"
 	"sync"
 	"time"
 
@@ -164,19 +166,7 @@ func (s *State) ValidEndpoints() (valid []*v1.Endpoint, rejected map[string]stri
 		valid = append(valid, ep)
 	}
 	slices.SortFunc(valid, func(a, b *v1.Endpoint) int {
-		if a.ClusterId != b.ClusterId {
-			if a.ClusterId < b.ClusterId {
-				return -1
-			}
-			return 1
-		}
-		switch {
-		case a.Gateway < b.Gateway:
-			return -1
-		case a.Gateway > b.Gateway:
-			return 1
-		}
-		return 0
+		return cmp.Or(strings.Compare(a.ClusterId, b.ClusterId), strings.Compare(a.Gateway, b.Gateway))
 	})
 	return valid, rejected
 }
@@ -295,11 +285,18 @@ func (m *Member) PublishExport(x *v1.ServiceExport) {
 	m.setOwn("export/"+x.Namespace+"/"+x.Name, x)
 }
 
-// Withdraw removes an own record from the desired set (the broker copy is
-// deleted by the next sync).
-func (m *Member) Withdraw(kind, key string) {
+// WithdrawEndpoint removes an own endpoint from the desired set; the
+// broker copy is deleted by the next sync.
+func (m *Member) WithdrawEndpoint(gateway string) { m.withdraw("endpoint/" + gateway) }
+
+// WithdrawExport removes an own service export from the desired set.
+func (m *Member) WithdrawExport(namespace, name string) {
+	m.withdraw("export/" + namespace + "/" + name)
+}
+
+func (m *Member) withdraw(k string) {
 	m.mu.Lock()
-	m.own[kind+"/"+key] = nil
+	m.own[k] = nil
 	m.mu.Unlock()
 	m.signalSync()
 }
@@ -469,26 +466,17 @@ func (m *Member) syncOwn(ctx context.Context, cli v1.MemberServiceClient) error 
 }
 
 func (m *Member) deleteOwn(ctx context.Context, cli v1.MemberServiceClient, id, k string) error {
-	var kind, rest string
-	for i := range k {
-		if k[i] == '/' {
-			kind, rest = k[:i], k[i+1:]
-			break
-		}
-	}
+	kind, rest, _ := strings.Cut(k, "/")
 	switch kind {
 	case "endpoint":
 		_, err := cli.DeleteEndpoint(ctx, &v1.DeleteEndpointRequest{ClusterId: id, Gateway: rest})
 		return err
 	case "export":
-		for i := range rest {
-			if rest[i] == '/' {
-				_, err := cli.DeleteExport(ctx, &v1.DeleteExportRequest{ClusterId: id, Namespace: rest[:i], Name: rest[i+1:]})
-				return err
-			}
-		}
+		ns, name, _ := strings.Cut(rest, "/")
+		_, err := cli.DeleteExport(ctx, &v1.DeleteExportRequest{ClusterId: id, Namespace: ns, Name: name})
+		return err
 	}
-	return nil
+	return fmt.Errorf("withdraw %q: unknown record kind", k) // keys are made only by this file
 }
 
 // readStream folds watch events into the state. A snapshot is staged and

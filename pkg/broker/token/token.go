@@ -162,16 +162,8 @@ type Token struct {
 
 // Validate checks t against the format's rules (the ones [Parse] enforces).
 func (t Token) Validate() error {
-	if len(t.Addresses) == 0 {
-		return errors.New("token: no broker address")
-	}
-	if len(t.Addresses) > MaxAddresses {
-		return fmt.Errorf("token: %d broker addresses, at most %d allowed", len(t.Addresses), MaxAddresses)
-	}
-	for i, a := range t.Addresses {
-		if err := checkAddress(a); err != nil {
-			return fmt.Errorf("token: address[%d]: %w", i, err)
-		}
+	if err := ValidateAddresses(t.Addresses); err != nil {
+		return err
 	}
 	if t.CAPin == (KeyPin{}) {
 		return errors.New("token: CA pin is all zero")
@@ -181,6 +173,24 @@ func (t Token) Validate() error {
 	}
 	if t.Secret == (Secret{}) {
 		return errors.New("token: secret is all zero")
+	}
+	return nil
+}
+
+// ValidateAddresses checks broker addresses against the token format's
+// rules (count, "host:port", canonical), so a broker can refuse bad
+// --advertise addresses at start-up instead of at every CreateToken.
+func ValidateAddresses(addrs []string) error {
+	if len(addrs) == 0 {
+		return errors.New("token: no broker address")
+	}
+	if len(addrs) > MaxAddresses {
+		return fmt.Errorf("token: %d broker addresses, at most %d allowed", len(addrs), MaxAddresses)
+	}
+	for i, a := range addrs {
+		if err := checkAddress(a); err != nil {
+			return fmt.Errorf("token: address[%d]: %w", i, err)
+		}
 	}
 	return nil
 }

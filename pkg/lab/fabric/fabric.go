@@ -356,9 +356,13 @@ func waitEstablished(ctx context.Context, ext apiextclient.Interface, name strin
 				}
 			}
 		}
-		time.Sleep(100 * time.Millisecond)
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(100 * time.Millisecond):
+		}
 	}
-	return fmt.Errorf("crd %s not established", name)
+	return fmt.Errorf("crd %s not established after 30s", name)
 }
 
 func (f *Fabric) readState() (*State, error) {
