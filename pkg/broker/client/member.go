@@ -177,7 +177,9 @@ type MemberOptions struct {
 	Logger      *slog.Logger
 	// HeartbeatInterval until the broker says otherwise (default 10 s).
 	HeartbeatInterval time.Duration
-	// MinBackoff and MaxBackoff bound reconnect delays (default 200 ms, 30 s).
+	// MinBackoff and MaxBackoff bound reconnect delays (default 200 ms,
+	// 5 s: a retry is one TLS handshake, and members should resync soon
+	// after the broker returns).
 	MinBackoff, MaxBackoff time.Duration
 	// DialOptions are added to every connection (tests use them).
 	DialOptions []grpc.DialOption
@@ -232,7 +234,7 @@ func NewMember(o MemberOptions) (*Member, error) {
 		o.MinBackoff = 200 * time.Millisecond
 	}
 	if o.MaxBackoff <= 0 {
-		o.MaxBackoff = 30 * time.Second
+		o.MaxBackoff = 5 * time.Second
 	}
 	if o.Now == nil {
 		o.Now = time.Now
